@@ -1,0 +1,146 @@
+//! The contract's error answers (section 6): a status, one sentence saying what was wrong and
+//! what is expected, and the headers some statuses require. Framework-free: each example turns
+//! an [`ApiError`] into its own response type in a few lines.
+
+use std::fmt;
+
+/// The `Content-Type` of every error body.
+pub const ERROR_CONTENT_TYPE: &str = "application/json";
+
+/// An error response: `status`, body `{"error": message}`, plus `headers` (names in lower case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            401,
+            "missing or wrong bearer token: send the header Authorization: Bearer <TRIGGER_TOKEN>",
+        )
+        .with_header("www-authenticate", "Bearer")
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            404,
+            format!(
+                "no such path {}: the endpoints are /, /events, /trigger and /health",
+                quoted(path)
+            ),
+        )
+    }
+
+    /// `allow` is the `Allow` header value, e.g. `"GET, HEAD"`.
+    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+        Self::new(
+            405,
+            format!("method {method} is not allowed on {path}; allowed: {allow}"),
+        )
+        .with_header("allow", allow)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            format!("the request body is larger than {limit} bytes; send at most {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type(got: Option<&str>) -> Self {
+        let got = got.map_or_else(|| "none".to_owned(), quoted);
+        Self::new(
+            415,
+            format!("Content-Type must be application/json, got {got}"),
+        )
+    }
+
+    /// `MAX_CLIENTS` streams are open (or the server is shutting down): come back later.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(503, message).with_header("retry-after", retry_after_secs.max(1).to_string())
+    }
+
+    /// The JSON body, `{"error":"…"}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.message }).to_string()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A value as a JSON string literal, so that quotes and control characters in user input are
+/// shown escaped (and never break the one-line message), and long input is cut.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    let shown: String = value.chars().take(MAX_CHARS).collect();
+    let mut text = serde_json::Value::String(shown).to_string();
+    if value.chars().nth(MAX_CHARS).is_some() {
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_json_with_escaped_message() {
+        let error = ApiError::bad_request("bad \"x\"\nthing");
+        let parsed: serde_json::Value = serde_json::from_str(&error.body()).unwrap();
+        assert_eq!(parsed, serde_json::json!({ "error": "bad \"x\"\nthing" }));
+    }
+
+    #[test]
+    fn statuses_carry_their_headers() {
+        assert_eq!(
+            ApiError::unauthorized().headers,
+            vec![("www-authenticate", "Bearer".to_owned())]
+        );
+        let e = ApiError::method_not_allowed("PUT", "/trigger", "POST");
+        assert_eq!(
+            (e.status, e.headers),
+            (405, vec![("allow", "POST".to_owned())])
+        );
+        let e = ApiError::unavailable("full", 0);
+        assert_eq!(
+            (e.status, e.headers),
+            (503, vec![("retry-after", "1".to_owned())])
+        );
+    }
+
+    #[test]
+    fn quoted_escapes_and_truncates() {
+        assert_eq!(quoted("a b"), r#""a b""#);
+        assert_eq!(quoted("a\r\nb"), r#""a\r\nb""#);
+        let long = "x".repeat(200);
+        assert!(quoted(&long).ends_with("\"…"));
+        assert_eq!(quoted(&long).chars().count(), 80 + 3);
+    }
+}

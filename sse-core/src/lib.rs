@@ -1,0 +1,39 @@
+//! What every sse-examples server shares, so that each example holds only its framework's glue:
+//!
+//! - [`config`]: the settings from the environment (and flags), with the contract's errors;
+//! - [`hub`]: ids, the replay buffer, subscribe-with-replay, the per-client lag limit;
+//! - [`encode`]: the `text/event-stream` wire format and payload encoding;
+//! - [`request`]: trigger validation, authorization, `Last-Event-ID` handling;
+//! - [`app`]: the contract's answers built from those, the tick clock and shutdown;
+//! - [`stream`]: the `/events` body as bytes, for frameworks that stream raw bytes;
+//! - [`server`]: logging, binding, the startup banner, signals;
+//! - [`error`]: the JSON error answers.
+//!
+//! The contract itself is `CONTRACT.md` at the workspace root.
+
+pub mod app;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod hub;
+pub mod request;
+pub mod server;
+pub mod stream;
+
+pub use app::{Accepted, App, SHUTDOWN_GRACE};
+pub use config::{Config, Framework};
+pub use encode::{EventName, HEARTBEAT, payload_text, retry_block};
+pub use error::{ApiError, ERROR_CONTENT_TYPE};
+pub use hub::{Event, Hub, HubLimits, Subscription};
+pub use request::MAX_TRIGGER_BODY;
+pub use stream::EventStreamBody;
+
+/// The contract's headers for an event stream (CORS comes from each framework's own layer).
+pub const EVENT_STREAM_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+];
+
+/// The demo page served at `GET /`.
+pub const DEMO_PAGE: &str = include_str!("../../web-demo/index.html");

@@ -1,0 +1,62 @@
+//! Process plumbing every example shares: logging, binding with the contract's errors, the
+//! startup banner, and waiting for SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, TcpListener};
+
+use crate::config::{Config, Framework};
+
+/// Logs to stdout with the configured filter (already validated by [`Config`]).
+pub fn init_logging(config: &Config) {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Binds `HOST:PORT`; a port in use (or any other bind failure) prints one line and exits 1.
+/// The listener is non-blocking, ready to hand to any async runtime.
+pub fn bind_or_exit(config: &Config, framework: Framework) -> TcpListener {
+    let address = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(address).and_then(|listener| {
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    });
+    listener.unwrap_or_else(|error| {
+        let package = framework.package;
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            eprintln!(
+                "{package}: port {} on {} is already in use; set PORT to choose another",
+                config.port, config.host
+            );
+        } else {
+            eprintln!("{package}: cannot listen on {address}: {error}");
+        }
+        std::process::exit(1)
+    })
+}
+
+/// The startup banner: the contract's `listening on` line, then where to look next.
+pub fn announce(framework: Framework, address: SocketAddr) {
+    let url = format!("http://{address}");
+    tracing::info!("{} example listening on {url}", framework.name);
+    tracing::info!("demo page:  {url}/");
+    tracing::info!("stream:     curl -N {url}/events");
+    tracing::info!(
+        "publish:    curl -X POST {url}/trigger -H 'content-type: application/json' -d '{{\"event\":\"greeting\",\"data\":\"hello\"}}'"
+    );
+    tracing::info!("health:     curl {url}/health");
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!("{name} received");
+}
