@@ -1,1 +1,16 @@
+//! The sse-examples conformance suite.
+//!
+//! - [`parser`]: a strict `text/event-stream` parser that follows the WHATWG standard to the
+//!   letter and keeps the raw lines, so that checks can judge the wire itself;
+//! - [`wire`]: a small raw-TCP HTTP/1.1 client for the checks that must see exact bytes;
+//! - [`checks`]: one named check per rule of the contract (`CONTRACT.md`);
+//! - [`target`]: the server under test and the requests most checks make;
+//! - [`spawn`]: starting server binaries as real processes, and stopping them by PID;
+//! - [`report`]: running the checks and printing the checks × servers table.
+
+pub mod checks;
 pub mod parser;
+pub mod report;
+pub mod spawn;
+pub mod target;
+pub mod wire;

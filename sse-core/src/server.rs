@@ -49,14 +49,18 @@ pub fn announce(framework: Framework, address: SocketAddr) {
     tracing::info!("health:     curl {url}/health");
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: call it before announcing that the server is ready,
+/// so that a signal sent right after the `listening on` line is not lost (or fatal).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    let name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    tracing::info!("{name} received");
+    async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received");
+    }
 }

@@ -43,6 +43,7 @@ async fn main() {
     let listener = bind_or_exit(&config, FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
     announce(
         FRAMEWORK,
         listener
@@ -56,7 +57,7 @@ async fn main() {
     let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown({
         let app = app.clone();
         async move {
-            shutdown_signal().await;
+            signal.await;
             app.shutdown();
         }
     });

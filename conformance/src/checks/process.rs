@@ -1,0 +1,148 @@
+//! The process: shutdown with open streams, bad settings, a port in use (contract 1). These
+//! start their own processes of the server, so they run only where the suite can (`--spawn`,
+//! and `cargo test -p conformance`).
+
+use std::time::{Duration, Instant};
+
+use super::{Checked, ensure, pass, skip};
+use crate::spawn::Launcher;
+use crate::target::Ctx;
+use crate::wire::{BodyEnd, RawStream};
+
+/// Streams held open through the shutdown ("thousands", well inside the open-file limit).
+const SHUTDOWN_STREAMS: usize = 1000;
+
+fn launcher(ctx: &Ctx) -> Result<&Launcher, Checked> {
+    ctx.launcher()
+        .ok_or_else(|| skip("needs a server the suite starts itself (--spawn BINARY)"))
+}
+
+pub async fn shutdown(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let max_clients = (SHUTDOWN_STREAMS + 10).to_string();
+    let mut server = launcher
+        .start(&[("MAX_CLIENTS", &max_clients), ("TICK_MS", "100")])
+        .await?;
+    let address = server.address();
+
+    let mut readers = Vec::with_capacity(SHUTDOWN_STREAMS);
+    for _ in 0..SHUTDOWN_STREAMS {
+        let mut stream = RawStream::get(address, "/events", &[]).await?;
+        ensure!(
+            stream.head.status == 200,
+            "stream answered {}",
+            stream.head.describe()
+        );
+        readers.push(tokio::spawn(async move {
+            let _ = stream.read_to_end(Duration::from_secs(10)).await;
+            stream.end
+        }));
+    }
+    server.terminate()?;
+    let signalled = Instant::now();
+    let status = server.wait(Duration::from_secs(5)).await;
+    let took = signalled.elapsed();
+    let mut ends = (0, 0, 0, 0);
+    for reader in readers {
+        match reader.await.map_err(|e| e.to_string())? {
+            Some(BodyEnd::Clean) => ends.0 += 1,
+            Some(BodyEnd::Truncated) => ends.1 += 1,
+            Some(BodyEnd::Reset) => ends.2 += 1,
+            None => ends.3 += 1,
+        }
+    }
+    let output = server.output();
+    let status = status.ok_or_else(|| {
+        format!("the server did not exit within 5 s of SIGTERM; output: {output}")
+    })?;
+    ensure!(
+        status.success(),
+        "the server exited with {status} after SIGTERM (expected 0); output: {output}"
+    );
+    ensure!(
+        took <= Duration::from_secs(2),
+        "the server took {} ms to exit after SIGTERM (at most 2000)",
+        took.as_millis()
+    );
+    ensure!(
+        ends.0 == SHUTDOWN_STREAMS,
+        "of {SHUTDOWN_STREAMS} open streams, {} ended cleanly, {} were cut without the end of the chunked body, {} were reset, {} never ended",
+        ends.0,
+        ends.1,
+        ends.2,
+        ends.3
+    );
+    pass()
+}
+
+pub async fn config_errors(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let bad = [
+        ("TICK_MS", "abc"),
+        ("TICK_MS", "86400001"),
+        ("HEARTBEAT_MS", "0"),
+        ("RETRY_MS", "-1"),
+        ("REPLAY_CAPACITY", "0"),
+        ("MAX_CLIENTS", "1000001"),
+        ("CLIENT_BUFFER", "1.5"),
+        ("PORT", "70000"),
+        ("HOST", "not-an-address"),
+    ];
+    for (variable, value) in bad {
+        let (status, output) = launcher
+            .run_to_exit(&[(variable, value)], Duration::from_secs(10))
+            .await?;
+        let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+        ensure!(
+            status.code() == Some(2),
+            "{variable}={value:?}: exited with {status} instead of 2; output: {output:?}"
+        );
+        ensure!(
+            lines.len() == 1 && lines[0].contains(variable) && lines[0].contains(value),
+            "{variable}={value:?}: expected one line naming the variable and the value, got {output:?}"
+        );
+    }
+    // An empty value counts as unset: the server starts.
+    let mut server = launcher
+        .start(&[("TICK_MS", ""), ("HEARTBEAT_MS", "")])
+        .await?;
+    let status = server.stop(Duration::from_secs(3)).await;
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "with TICK_MS='' the server did not run and stop cleanly: {status:?}"
+    );
+    pass()
+}
+
+pub async fn port_in_use(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot bind a port to take: {e}"))?;
+    let port = taken
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port()
+        .to_string();
+    let (status, output) = launcher
+        .run_to_exit(&[("PORT", &port)], Duration::from_secs(10))
+        .await?;
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        status.code() == Some(1),
+        "with port {port} taken: exited with {status} instead of 1; output: {output:?}"
+    );
+    ensure!(
+        lines.len() == 1 && lines[0].contains(&port) && lines[0].contains("PORT"),
+        "with port {port} taken: expected one line naming the port and PORT, got {output:?}"
+    );
+    pass()
+}

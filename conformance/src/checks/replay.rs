@@ -1,0 +1,304 @@
+//! Resuming with `Last-Event-ID` or `?lastEventId` (contract 3).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Checked, ensure, ensure_consecutive, events, id_of, marker, pass, read_through, skip};
+use crate::parser::Event;
+use crate::target::Ctx;
+use crate::wire::RawStream;
+
+/// Publishes `count` events and returns their ids.
+async fn publish_some(ctx: &Ctx, check: &str, count: usize) -> Result<Vec<u64>, String> {
+    let name = marker(check);
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        ids.push(ctx.publish(Some(&name), json!(i)).await?);
+    }
+    Ok(ids)
+}
+
+/// Opens a resuming stream and reads until `last` arrived; returns the events in order.
+async fn resume(
+    ctx: &Ctx,
+    path: &str,
+    headers: &[(&str, &str)],
+    last: u64,
+) -> Result<Vec<Event>, String> {
+    let mut stream = ctx.open_stream(path, headers).await?;
+    let blocks = read_through(&mut stream, last, Duration::from_secs(10)).await?;
+    Ok(events(&blocks).into_iter().cloned().collect())
+}
+
+fn ids(events: &[Event]) -> Vec<u64> {
+    events.iter().filter_map(id_of).collect()
+}
+
+/// The `gap` event's data: `(last_event_id, oldest_id)`.
+fn gap_of(event: &Event) -> Result<(Option<u64>, Option<u64>), String> {
+    ensure!(
+        event.event_type == "gap",
+        "expected a gap event first, got {:?} (data {:?})",
+        event.event_type,
+        event.data
+    );
+    ensure!(
+        event.id.is_none(),
+        "the gap event has an id field ({:?}); it must have none",
+        event.id
+    );
+    let data: Value = serde_json::from_str(&event.data)
+        .map_err(|e| format!("gap data is not JSON ({e}): {:?}", event.data))?;
+    let object = data
+        .as_object()
+        .ok_or_else(|| format!("gap data is not an object: {}", event.data))?;
+    ensure!(
+        object.len() == 2
+            && object.contains_key("last_event_id")
+            && object.contains_key("oldest_id"),
+        "gap data must be {{\"last_event_id\":N,\"oldest_id\":O}}, got {}",
+        event.data
+    );
+    let oldest = &object["oldest_id"];
+    ensure!(
+        oldest.is_null() || oldest.is_u64(),
+        "gap oldest_id is neither an id nor null: {}",
+        event.data
+    );
+    Ok((object["last_event_id"].as_u64(), oldest.as_u64()))
+}
+
+fn no_gap(events: &[Event], what: &str) -> Result<(), String> {
+    ensure!(
+        !events.iter().any(|e| e.event_type == "gap"),
+        "{what}: unexpected gap event {:?}",
+        events
+            .iter()
+            .find(|e| e.event_type == "gap")
+            .map(|e| &e.data)
+    );
+    Ok(())
+}
+
+pub async fn replay_header(ctx: &Ctx) -> Checked {
+    let published = publish_some(ctx, "replay-header", 3).await?;
+    let (first, last) = (published[0], published[2]);
+    let from = (first - 1).to_string();
+    let received = resume(ctx, "/events", &[("Last-Event-ID", &from)], last).await?;
+    no_gap(&received, "resuming inside the buffer")?;
+    ensure_consecutive(&ids(&received), first, &format!("resuming after {from}"))?;
+    pass()
+}
+
+pub async fn replay_query(ctx: &Ctx) -> Checked {
+    let published = publish_some(ctx, "replay-query", 3).await?;
+    let (first, second, last) = (published[0], published[1], published[2]);
+    let path = format!("/events?lastEventId={}", first - 1);
+    let received = resume(ctx, &path, &[], last).await?;
+    no_gap(&received, "resuming by query")?;
+    ensure_consecutive(&ids(&received), first, &format!("GET {path}"))?;
+
+    // The header wins over the query parameter, whatever it holds.
+    let received = resume(ctx, &path, &[("Last-Event-ID", &second.to_string())], last).await?;
+    ensure_consecutive(
+        &ids(&received),
+        second + 1,
+        &format!("GET {path} with Last-Event-ID {second}"),
+    )?;
+    let mut stream = ctx
+        .open_stream(&path, &[("Last-Event-ID", "garbage")])
+        .await?;
+    let fresh = ctx
+        .publish(Some(&marker("replay-query")), json!("live"))
+        .await?;
+    let blocks = read_through(&mut stream, fresh, Duration::from_secs(5)).await?;
+    let seen = ids(&events(&blocks).into_iter().cloned().collect::<Vec<_>>());
+    ensure!(
+        seen.iter().all(|&id| id > last),
+        "with Last-Event-ID: garbage and ?lastEventId={}, the server replayed {seen:?}; a present header must win (and garbage means no replay)",
+        first - 1
+    );
+    pass()
+}
+
+/// Publishers hammer the server while clients resume from recent ids: every client must see
+/// exactly N+1, N+2, … up to the last id published.
+pub async fn replay_race(ctx: &Ctx) -> Checked {
+    const PUBLISHERS: usize = 2;
+    const EACH: usize = 40;
+    const CLIENTS: u64 = 6;
+    if ctx.config().replay_capacity < 64 {
+        return skip(format!(
+            "needs replay_capacity ≥ 64 (has {})",
+            ctx.config().replay_capacity
+        ));
+    }
+    if ctx.config().max_clients < CLIENTS + 2 {
+        return skip(format!(
+            "needs max_clients ≥ {} (has {})",
+            CLIENTS + 2,
+            ctx.config().max_clients
+        ));
+    }
+    let name = marker("race");
+    let publishing = async {
+        let publishers = (0..PUBLISHERS).map(|_| async {
+            let mut last = 0;
+            for i in 0..EACH {
+                last = last.max(ctx.publish(Some(&name), json!(i)).await?);
+            }
+            Ok::<_, String>(last)
+        });
+        let lasts = futures_util::future::try_join_all(publishers).await?;
+        Ok::<_, String>(lasts.into_iter().max().unwrap_or_default())
+    };
+    let joining = async {
+        let mut clients = Vec::new();
+        for i in 0..CLIENTS {
+            tokio::time::sleep(Duration::from_millis(3 * i)).await;
+            let n = ctx.health_now().await?.last_id.saturating_sub(i * 3 % 10);
+            let stream = ctx
+                .open_stream("/events", &[("Last-Event-ID", &n.to_string())])
+                .await?;
+            clients.push((n, stream));
+        }
+        Ok::<_, String>(clients)
+    };
+    let (last, clients) = tokio::join!(publishing, joining);
+    let (last, clients) = (last?, clients?);
+    for (n, mut stream) in clients {
+        let blocks = read_through(&mut stream, last, Duration::from_secs(10)).await?;
+        let received: Vec<Event> = events(&blocks).into_iter().cloned().collect();
+        no_gap(
+            &received,
+            &format!("resuming after {n} while others published"),
+        )?;
+        let seen = ids(&received);
+        ensure_consecutive(
+            &seen,
+            n + 1,
+            &format!("resuming after {n} while others published"),
+        )?;
+    }
+    pass()
+}
+
+pub async fn gap_too_old(ctx: &Ctx) -> Checked {
+    let capacity = ctx.config().replay_capacity;
+    if capacity > 5000 {
+        return skip(format!("needs replay_capacity ≤ 5000 (has {capacity})"));
+    }
+    let before = ctx.health_now().await?.last_id;
+    let published = publish_some(ctx, "gap-old", capacity as usize + 3).await?;
+    let last = *published.last().expect("published");
+    // Event `before + 1` has certainly left the buffer: more than `capacity` came after it.
+    let received = resume(
+        ctx,
+        "/events",
+        &[("Last-Event-ID", &before.to_string())],
+        last,
+    )
+    .await?;
+    let (gap_n, oldest) = gap_of(received.first().ok_or("no event arrived")?)?;
+    ensure!(
+        gap_n == Some(before),
+        "gap last_event_id is {gap_n:?}, expected {before}"
+    );
+    let oldest = oldest.ok_or("gap oldest_id is null although the buffer is full")?;
+    ensure!(
+        oldest > before + 1,
+        "gap oldest_id {oldest} but event {} must have been evicted",
+        before + 1
+    );
+    let replayed = ids(&received[1..]);
+    ensure_consecutive(&replayed, oldest, "after the gap")?;
+    ensure!(
+        oldest + capacity > last,
+        "gap oldest_id {oldest}: the buffer held fewer than REPLAY_CAPACITY={capacity} events up to {last}"
+    );
+    pass()
+}
+
+pub async fn gap_too_new(ctx: &Ctx) -> Checked {
+    let published = publish_some(ctx, "gap-new", 2).await?;
+    let last = published[1];
+    let future = last + 1000;
+    for (path, headers) in [
+        (
+            "/events".to_owned(),
+            vec![("Last-Event-ID", future.to_string())],
+        ),
+        (format!("/events?lastEventId={future}"), vec![]),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let received = resume(ctx, &path, &headers, last).await?;
+        let (gap_n, oldest) = gap_of(received.first().ok_or("no event arrived")?)?;
+        ensure!(
+            gap_n == Some(future),
+            "GET {path}: gap last_event_id is {gap_n:?}, expected {future}"
+        );
+        let oldest = oldest.ok_or("gap oldest_id is null although events are buffered")?;
+        ensure_consecutive(
+            &ids(&received[1..]),
+            oldest,
+            &format!("GET {path}: after the gap"),
+        )?;
+    }
+    pass()
+}
+
+pub async fn garbage_last_event_id(ctx: &Ctx) -> Checked {
+    ctx.publish(Some(&marker("garbage")), json!("buffered"))
+        .await?;
+    let values = [
+        "",
+        "abc",
+        "-1",
+        "+1",
+        "1.5",
+        " 7x",
+        "0x10",
+        "18446744073709551616",
+        "99999999999999999999999",
+    ];
+    for value in values {
+        for by_header in [true, false] {
+            let before = ctx.health_now().await?.last_id;
+            let (path, headers) = if by_header {
+                ("/events".to_owned(), vec![("Last-Event-ID", value)])
+            } else {
+                (format!("/events?lastEventId={}", urlencode(value)), vec![])
+            };
+            let mut stream: RawStream = ctx.open_stream(&path, &headers).await?;
+            let fresh = ctx.publish(Some(&marker("garbage")), json!("live")).await?;
+            let blocks = read_through(&mut stream, fresh, Duration::from_secs(5)).await?;
+            let received: Vec<Event> = events(&blocks).into_iter().cloned().collect();
+            let what = if by_header {
+                format!("Last-Event-ID: {value:?}")
+            } else {
+                format!("GET {path}")
+            };
+            no_gap(&received, &what)?;
+            let seen = ids(&received);
+            ensure!(
+                seen.iter().all(|&id| id > before),
+                "{what} should be ignored, but the server replayed ids {seen:?} (last id before was {before})"
+            );
+        }
+    }
+    pass()
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

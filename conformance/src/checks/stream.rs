@@ -1,0 +1,430 @@
+//! The stream itself: its head, its first block, its fields, heartbeats, and what happens to
+//! clients that leave, lag or are too many (contract 2.1, 2.2, 2.4).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{
+    Checked, abbreviate, ensure, ensure_consecutive, events, id_of, is_comment_block, marker,
+    notice_bound, pass, read_through, settled_clients, skip,
+};
+use crate::parser::LineKind;
+use crate::target::{Ctx, send};
+use crate::wire::{BodyEnd, RawStream, connect};
+
+pub async fn events_head(ctx: &Ctx) -> Checked {
+    let stream = RawStream::get(
+        ctx.target.address,
+        "/events",
+        &[
+            ("Accept", "text/event-stream"),
+            ("Accept-Encoding", "gzip, deflate, br, zstd"),
+        ],
+    )
+    .await?;
+    let head = &stream.head;
+    let seen = head.describe();
+    ensure!(
+        head.status == 200,
+        "status {} instead of 200: {seen}",
+        head.status
+    );
+    let content_type = head
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut parts = content_type.split(';').map(str::trim);
+    ensure!(
+        parts.next() == Some("text/event-stream"),
+        "Content-Type is not text/event-stream: {seen}"
+    );
+    ensure!(
+        parts.all(|p| p.replace(' ', "") == "charset=utf-8"),
+        "Content-Type has parameters other than charset=utf-8: {seen}"
+    );
+    let cache_control = head
+        .header("cache-control")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ensure!(
+        cache_control.split(',').any(|d| d.trim() == "no-cache"),
+        "Cache-Control lacks no-cache: {seen}"
+    );
+    ensure!(
+        head.header("x-accel-buffering")
+            .is_some_and(|v| v.eq_ignore_ascii_case("no")),
+        "X-Accel-Buffering: no is missing: {seen}"
+    );
+    ensure!(
+        head.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
+        "Access-Control-Allow-Origin is not {:?}: {seen}",
+        ctx.target.origin
+    );
+    ensure!(
+        head.header("content-length").is_none(),
+        "an event stream has a Content-Length: {seen}"
+    );
+    ensure!(
+        head.header("content-encoding")
+            .is_none_or(|v| v.eq_ignore_ascii_case("identity")),
+        "the stream is encoded although it must never be compressed: {seen}"
+    );
+    ensure!(
+        head.latency <= Duration::from_millis(500),
+        "the head took {} ms to arrive (at most 500 ms)",
+        head.latency.as_millis()
+    );
+    pass()
+}
+
+pub async fn events_methods(ctx: &Ctx) -> Checked {
+    for path in ["/events", "/health"] {
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
+            let answer = send(ctx.http.request(method.clone(), ctx.url(path)).body("{}")).await?;
+            ensure!(
+                answer.status == 405,
+                "{method} {path} answered {} instead of 405",
+                answer.describe()
+            );
+            let allow = answer
+                .header("allow")
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            ensure!(
+                allow.split(',').any(|m| m.trim() == "GET"),
+                "{method} {path}: 405 without an Allow header listing GET (Allow: {allow:?})"
+            );
+            super::http::ensure_json_error(&answer, &format!("{method} {path}"))?;
+        }
+    }
+    pass()
+}
+
+pub async fn retry_first(ctx: &Ctx) -> Checked {
+    let mut stream = ctx.open_stream("/events", &[]).await?;
+    let (blocks, found) = stream.read_until(Duration::from_secs(2), |_| true).await?;
+    ensure!(
+        found,
+        "no complete block within 2 s; got {}",
+        stream.body_sample()
+    );
+    let first = &blocks[0].block;
+    let expected = ctx.config().retry_ms.to_string();
+    let only_retry = matches!(
+        first.lines.as_slice(),
+        [line] if matches!(&line.kind, LineKind::Field { name, value } if name == "retry" && *value == expected)
+    );
+    ensure!(
+        only_retry && first.event.is_none(),
+        "the first block is not exactly `retry: {expected}`; the stream began {}",
+        stream.body_sample()
+    );
+    ensure!(
+        stream.parser.reconnection_time() == Some(ctx.config().retry_ms),
+        "a parser took reconnection time {:?} from it",
+        stream.parser.reconnection_time()
+    );
+    pass()
+}
+
+pub async fn event_fields(ctx: &Ctx) -> Checked {
+    let mut stream = ctx.open_stream("/events", &[]).await?;
+    let name = marker("fields");
+    ctx.publish(Some(&name), json!("one\ntwo")).await?;
+    let last = ctx.publish(Some(&name), json!({"k": "v"})).await?;
+    let mut blocks = read_through(&mut stream, last, Duration::from_secs(5)).await?;
+    if ctx.config().tick_ms > 0 && ctx.config().tick_ms <= 2000 {
+        // Also see at least one tick.
+        let (more, _) = stream
+            .read_until(Duration::from_millis(ctx.config().tick_ms + 1000), |b| {
+                b.event.as_ref().is_some_and(|e| e.event_type == "tick")
+            })
+            .await?;
+        blocks.extend(more);
+    }
+    ensure!(
+        !stream.saw_cr,
+        "the stream contains CR bytes; lines must end with LF alone"
+    );
+    for (index, timed) in blocks.iter().enumerate() {
+        let block = &timed.block;
+        if is_comment_block(block) || (index == 0 && block.event.is_none()) {
+            continue;
+        }
+        let describe = || {
+            block
+                .lines
+                .iter()
+                .map(|l| l.raw.as_str())
+                .collect::<Vec<_>>()
+                .join("\\n")
+        };
+        let mut counts = (0, 0, 0);
+        for line in &block.lines {
+            match &line.kind {
+                LineKind::Field { name, .. } if name == "id" => counts.0 += 1,
+                LineKind::Field { name, .. } if name == "event" => counts.1 += 1,
+                LineKind::Field { name, .. } if name == "data" => counts.2 += 1,
+                _ => {
+                    return Err(format!(
+                        "block holds a line that is not id/event/data: {:?} in {}",
+                        line.raw,
+                        describe()
+                    ));
+                }
+            }
+        }
+        let event = block
+            .event
+            .as_ref()
+            .ok_or_else(|| format!("block dispatches no event: {}", describe()))?;
+        let is_gap = event.event_type == "gap";
+        ensure!(
+            counts.0 == usize::from(!is_gap) && counts.1 <= 1 && counts.2 >= 1,
+            "event block needs one id (none for gap), at most one event, one or more data lines: {}",
+            describe()
+        );
+        if !is_gap {
+            ensure!(
+                id_of(event).is_some(),
+                "id is not a decimal integer: {}",
+                describe()
+            );
+        }
+    }
+    pass()
+}
+
+pub async fn heartbeat(ctx: &Ctx) -> Checked {
+    let config = ctx.config();
+    if config.heartbeat_ms > 3000 {
+        return skip(format!(
+            "needs heartbeat_ms ≤ 3000 (has {})",
+            config.heartbeat_ms
+        ));
+    }
+    // Room for scheduling noise on a busy machine.
+    let tolerance = Duration::from_millis((config.heartbeat_ms / 2).max(250));
+    if config.tick_ms != 0 && config.tick_ms < config.heartbeat_ms + 100 {
+        return skip(format!(
+            "needs idle time between ticks: tick_ms 0 or ≥ heartbeat_ms + 100 (has tick_ms {}, heartbeat_ms {})",
+            config.tick_ms, config.heartbeat_ms
+        ));
+    }
+    let mut stream = ctx.open_stream("/events", &[]).await?;
+    let watch = Duration::from_millis(config.heartbeat_ms * 4).max(Duration::from_secs(2));
+    let start = Instant::now();
+    let (blocks, _) = stream.read_to_end(watch).await?;
+    ensure!(
+        stream.end.is_none(),
+        "the stream ended while idle: {:?}",
+        stream.end
+    );
+    let limit = Duration::from_millis(config.heartbeat_ms) + tolerance;
+    let mut previous = start;
+    for timed in &blocks {
+        let silence = timed.at.duration_since(previous);
+        ensure!(
+            silence <= limit,
+            "{} ms passed with nothing written (HEARTBEAT_MS is {}); the stream gave {}",
+            silence.as_millis(),
+            config.heartbeat_ms,
+            stream.body_sample()
+        );
+        previous = timed.at;
+    }
+    let silence = Instant::now().duration_since(previous);
+    ensure!(
+        silence <= limit,
+        "{} ms of silence at the end of the watch",
+        silence.as_millis()
+    );
+    let comments = blocks.iter().filter(|t| is_comment_block(&t.block)).count();
+    ensure!(
+        comments >= 1,
+        "no comment block in {} ms; the stream gave {}",
+        watch.as_millis(),
+        stream.body_sample()
+    );
+    pass()
+}
+
+pub async fn disconnect_cleanup(ctx: &Ctx) -> Checked {
+    let bound = notice_bound(ctx);
+    if bound > Duration::from_secs(20) {
+        return skip(format!(
+            "needs tick_ms or heartbeat_ms ≤ 18500 (would wait {} s)",
+            bound.as_secs()
+        ));
+    }
+    let base = settled_clients(ctx).await?;
+    let stream = ctx.open_stream("/events", &[]).await?;
+    let counted = ctx
+        .wait_for_clients(Duration::from_secs(2), |c| c > base)
+        .await?;
+    ensure!(
+        counted > base,
+        "/health still counts {counted} clients with one more stream open (was {base})"
+    );
+    drop(stream);
+    let left = ctx.wait_for_clients(bound, |c| c <= base).await?;
+    ensure!(
+        left <= base,
+        "{} ms after the client closed its connection, /health still counts {left} clients (was {base})",
+        bound.as_millis()
+    );
+    pass()
+}
+
+/// A client stops reading while far more than CLIENT_BUFFER large events are published: its
+/// stream must be ended (cleanly), and resuming with Last-Event-ID must give what it missed.
+pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
+    let config = ctx.config().clone();
+    if config.client_buffer > 2048 {
+        return skip(format!(
+            "needs client_buffer ≤ 2048 (has {})",
+            config.client_buffer
+        ));
+    }
+    let base = settled_clients(ctx).await?;
+    // A small receive buffer, so that socket buffers hold as few events as possible.
+    let socket = connect(ctx.target.address, Some(4096)).await?;
+    let mut slow = RawStream::request(
+        socket,
+        ctx.target.address,
+        "GET",
+        "/events",
+        &[],
+        b"",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(
+        slow.head.status == 200,
+        "GET /events answered {}",
+        slow.head.describe()
+    );
+
+    // Beyond CLIENT_BUFFER, enough bytes to fill every socket and framework buffer on the way.
+    let name = marker("lag");
+    let payload = json!("x".repeat(60_000));
+    let count = config.client_buffer + 300;
+    let mut last = 0;
+    for _ in 0..count {
+        last = ctx.publish(Some(&name), payload.clone()).await?;
+    }
+
+    let (blocks, end) = slow.read_to_end(Duration::from_secs(20)).await?;
+    let ids: Vec<u64> = events(&blocks).into_iter().filter_map(id_of).collect();
+    let received_all = ids.last().is_some_and(|&id| id >= last);
+    ensure!(
+        end.is_some(),
+        "the stream of a client {count} events behind (CLIENT_BUFFER {}) was not ended; it received ids {}",
+        config.client_buffer,
+        abbreviate(&ids)
+    );
+    ensure!(
+        end == Some(BodyEnd::Clean),
+        "the lagging stream ended with {end:?}, not a clean end of the body"
+    );
+    ensure!(
+        !received_all,
+        "the lagging client received every event ({}), so it was never cut off",
+        abbreviate(&ids)
+    );
+    if let Some(&first) = ids.first() {
+        ensure_consecutive(&ids, first, "ids before the cut-off")?;
+    }
+
+    // Resume where it stopped: the missed events come from the replay buffer (or a gap).
+    let resume_from = ids.last().copied().unwrap_or(last.saturating_sub(count));
+    let mut resumed = ctx
+        .open_stream("/events", &[("Last-Event-ID", &resume_from.to_string())])
+        .await?;
+    let blocks = read_through(&mut resumed, last, Duration::from_secs(20)).await?;
+    let replayed = events(&blocks);
+    let gap = replayed.first().filter(|e| e.event_type == "gap");
+    let replayed_ids: Vec<u64> = replayed.iter().copied().filter_map(id_of).collect();
+    let first_expected = match gap {
+        None => resume_from + 1,
+        Some(gap) => {
+            let data: serde_json::Value = serde_json::from_str(&gap.data)
+                .map_err(|e| format!("gap data is not JSON: {e}"))?;
+            data["oldest_id"]
+                .as_u64()
+                .ok_or("gap without an integer oldest_id")?
+        }
+    };
+    ensure_consecutive(&replayed_ids, first_expected, "resuming after the cut-off")?;
+    drop(resumed);
+    let left = ctx
+        .wait_for_clients(notice_bound(ctx), |c| c <= base)
+        .await?;
+    ensure!(
+        left <= base,
+        "/health still counts {left} clients after both streams closed (was {base})"
+    );
+    pass()
+}
+
+pub async fn max_clients(ctx: &Ctx) -> Checked {
+    let max = ctx.config().max_clients;
+    if max > 256 {
+        return skip(format!("needs max_clients ≤ 256 (has {max})"));
+    }
+    let base = settled_clients(ctx).await?;
+    let mut open = Vec::new();
+    for _ in base..max {
+        open.push(ctx.open_stream("/events", &[]).await?);
+    }
+    let refused = RawStream::get(ctx.target.address, "/events", &[]).await?;
+    let head = &refused.head;
+    ensure!(
+        head.status == 503,
+        "stream {} of MAX_CLIENTS {max} answered {} instead of 503",
+        max + 1,
+        head.describe()
+    );
+    let retry_after = head
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok());
+    ensure!(
+        retry_after.is_some_and(|s| s >= 1),
+        "503 without Retry-After in whole seconds ≥ 1: {}",
+        head.describe()
+    );
+    ensure!(
+        head.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "503 without a JSON error: {}",
+        head.describe()
+    );
+    drop(refused);
+    // Nothing else changes: health and publishing still work.
+    let health = send(ctx.http.get(ctx.url("/health"))).await?;
+    ensure!(
+        health.status == 200,
+        "/health answered {} while full",
+        health.describe()
+    );
+    ctx.publish(Some(&marker("full")), json!("still publishing"))
+        .await?;
+    // A place freed is a place usable again.
+    open.pop();
+    let deadline = Instant::now() + notice_bound(ctx);
+    loop {
+        let again = RawStream::get(ctx.target.address, "/events", &[]).await?;
+        if again.head.status == 200 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "after one stream closed, a new one still got {}",
+            again.head.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pass()
+}

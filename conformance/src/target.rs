@@ -1,0 +1,270 @@
+//! The server under test, as the checks see it: its address, what `/health` says about its
+//! settings, and helpers for the requests most checks make.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::spawn::Launcher;
+use crate::wire::RawStream;
+
+/// How to reach a server and what to expect of it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port`, without a trailing slash.
+    pub base: String,
+    pub address: SocketAddr,
+    /// The bearer token, for servers that require one.
+    pub token: Option<String>,
+    /// The expected `Access-Control-Allow-Origin`.
+    pub origin: String,
+    /// When the suite can start more processes of the same server (for the checks that stop
+    /// one, or start one with bad settings).
+    pub launcher: Option<Launcher>,
+}
+
+impl Target {
+    /// Parses `http://host:port` (a path is ignored); the host must resolve.
+    pub fn from_url(url: &str, token: Option<String>, origin: String) -> Result<Self, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        if parsed.scheme() != "http" {
+            return Err(format!(
+                "{url:?}: only http:// URLs are supported (the suite reads the raw wire)"
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| format!("{url:?} has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let address =
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
+                .ok()
+                .and_then(|mut addresses| addresses.next())
+                .ok_or_else(|| format!("cannot resolve {host}"))?;
+        Ok(Self {
+            base: format!("http://{address}"),
+            address,
+            token,
+            origin,
+            launcher: None,
+        })
+    }
+}
+
+/// The settings a server reports in `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub tick_ms: u64,
+    pub heartbeat_ms: u64,
+    pub retry_ms: u64,
+    pub replay_capacity: u64,
+    pub max_clients: u64,
+    pub client_buffer: u64,
+    pub auth: bool,
+}
+
+/// A `/health` answer.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub framework: String,
+    pub clients: u64,
+    pub last_id: u64,
+    pub config: ServerConfig,
+    pub raw: Value,
+}
+
+impl Health {
+    pub fn parse(body: &str) -> Result<Self, String> {
+        let raw: Value = serde_json::from_str(body)
+            .map_err(|e| format!("/health is not JSON ({e}): {body:?}"))?;
+        let number = |value: &Value, key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("/health has no integer {key:?}: {body}"))
+        };
+        let config = raw
+            .get("config")
+            .ok_or_else(|| format!("/health has no \"config\": {body}"))?;
+        Ok(Self {
+            framework: raw
+                .get("framework")
+                .and_then(Value::as_str)
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| format!("/health has no \"framework\" name: {body}"))?
+                .to_owned(),
+            clients: number(&raw, "clients")?,
+            last_id: number(&raw, "last_id")?,
+            config: ServerConfig {
+                tick_ms: number(config, "tick_ms")?,
+                heartbeat_ms: number(config, "heartbeat_ms")?,
+                retry_ms: number(config, "retry_ms")?,
+                replay_capacity: number(config, "replay_capacity")?,
+                max_clients: number(config, "max_clients")?,
+                client_buffer: number(config, "client_buffer")?,
+                auth: config
+                    .get("auth")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| format!("/health has no boolean config.auth: {body}"))?,
+            },
+            raw,
+        })
+    }
+}
+
+/// An HTTP answer read in full.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    pub fn describe(&self) -> String {
+        let body: String = self.body.chars().take(300).collect();
+        format!("{} {body:?}", self.status)
+    }
+}
+
+/// What every check gets.
+pub struct Ctx {
+    pub target: Target,
+    pub http: reqwest::Client,
+    /// `/health` as read before the checks began.
+    pub health: Health,
+}
+
+impl Ctx {
+    pub async fn connect(target: Target) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let answer = send(http.get(format!("{}/health", target.base))).await?;
+        if answer.status != 200 {
+            return Err(format!("GET /health answered {}", answer.describe()));
+        }
+        let health = Health::parse(&answer.body)?;
+        Ok(Self {
+            target,
+            http,
+            health,
+        })
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.health.config
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.target.base)
+    }
+
+    /// `/health` now.
+    pub async fn health_now(&self) -> Result<Health, String> {
+        let answer = send(self.http.get(self.url("/health"))).await?;
+        Health::parse(&answer.body)
+    }
+
+    /// Polls `/health` until `clients` satisfies `want`, for at most `timeout`; returns the last count.
+    pub async fn wait_for_clients(
+        &self,
+        timeout: Duration,
+        want: impl Fn(u64) -> bool,
+    ) -> Result<u64, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let clients = self.health_now().await?.clients;
+            if want(clients) || Instant::now() >= deadline {
+                return Ok(clients);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `POST /trigger` with a JSON body and the token (when known).
+    pub async fn trigger(&self, body: &Value) -> Result<Answer, String> {
+        let mut request = self
+            .http
+            .post(self.url("/trigger"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = &self.target.token {
+            request = request.bearer_auth(token);
+        }
+        send(request).await
+    }
+
+    /// Publishes an event and returns its id; anything but 202 with an id is an error.
+    pub async fn publish(&self, event: Option<&str>, data: Value) -> Result<u64, String> {
+        let body = match event {
+            Some(name) => serde_json::json!({ "event": name, "data": data }),
+            None => serde_json::json!({ "data": data }),
+        };
+        let answer = self.trigger(&body).await?;
+        if answer.status != 202 {
+            return Err(format!(
+                "POST /trigger {body} answered {}",
+                answer.describe()
+            ));
+        }
+        answer
+            .json()
+            .and_then(|v| v.get("id").and_then(Value::as_u64))
+            .ok_or_else(|| {
+                format!(
+                    "POST /trigger answered 202 without an integer id: {:?}",
+                    answer.body
+                )
+            })
+    }
+
+    /// Opens `GET path` over raw TCP and checks that it is an event stream.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawStream, String> {
+        let stream = RawStream::get(self.target.address, path, headers).await?;
+        if stream.head.status != 200 {
+            return Err(format!("GET {path} answered {}", stream.head.describe()));
+        }
+        Ok(stream)
+    }
+
+    /// Whether the suite can start processes of this server (checks that stop one need it).
+    pub fn launcher(&self) -> Option<&Launcher> {
+        self.target.launcher.as_ref()
+    }
+}
+
+/// Sends a request and reads the whole answer.
+pub async fn send(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("reading the body failed: {e}"))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
