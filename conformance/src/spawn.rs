@@ -47,6 +47,12 @@ impl Launcher {
         Self { binary, env }
     }
 
+    /// The same launcher with one more variable set for every process it starts.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// The command with the suite's environment, `overrides` on top, and nothing inherited
     /// that could change the server's settings.
     fn command(&self, overrides: &[(&str, &str)]) -> Command {

@@ -1,0 +1,372 @@
+//! A deliberately broken server, for proving that every conformance check can fail.
+//!
+//! It is axum-example (the same routes) with one rule of the contract broken, chosen by the
+//! environment variable `BROKEN`, named after the check that must catch it (see `--list` of the
+//! conformance CLI); `BROKEN=none` breaks nothing. Each break is the kind of mistake real SSE
+//! servers make: a naive encoder, a forgotten header, a racy replay, a leaked subscriber.
+//!
+//! `cargo run -p conformance --example broken_server` (with `BROKEN=…` and the usual settings).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, BodyDataStream, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use futures_util::{FutureExt, StreamExt};
+use sse_core::config::Cli;
+use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::{App, Config, EVENT_STREAM_HEADERS, EventName, Framework, retry_block};
+
+const FRAMEWORK: Framework = Framework {
+    name: "broken",
+    package: "broken_server",
+    default_port: 3999,
+};
+
+/// Which rule is broken: the name of the check that must notice.
+#[derive(Clone)]
+struct Broken {
+    rule: &'static str,
+    app: App,
+}
+
+/// Event streams that were dropped, kept alive on purpose (the `disconnect-cleanup` break).
+static LEAKED: Mutex<Vec<BodyDataStream>> = Mutex::new(Vec::new());
+
+#[tokio::main]
+async fn main() {
+    let rule: &'static str = std::env::var("BROKEN")
+        .expect("set BROKEN to a check name, or none")
+        .leak();
+    let config = if rule == "config-errors" {
+        // Broken: bad settings are silently replaced by the defaults.
+        Config::from_cli(<Cli as clap::Parser>::parse(), FRAMEWORK).unwrap_or_else(|_| {
+            Config::from_cli(
+                Cli {
+                    port: Some("0".into()),
+                    ..Cli::default()
+                },
+                FRAMEWORK,
+            )
+            .unwrap()
+        })
+    } else {
+        Config::load_or_exit(FRAMEWORK)
+    };
+    init_logging(&config);
+    let listener = if rule == "port-in-use" {
+        // Broken: a bind failure panics instead of saying what to do.
+        let listener = std::net::TcpListener::bind((config.host, config.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        listener
+    } else {
+        bind_or_exit(&config, FRAMEWORK)
+    };
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let mut config = config;
+    if rule == "lag-cutoff" {
+        // Broken: a slow client may fall behind without bound (/health still says 16).
+        config.client_buffer = 1_000_000;
+    }
+    let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
+    announce(FRAMEWORK, listener.local_addr().unwrap());
+    app.start_ticker();
+    let broken = Broken {
+        rule,
+        app: app.clone(),
+    };
+    let router =
+        axum_example::router(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
+    let serve = axum::serve(listener, router).with_graceful_shutdown({
+        let app = app.clone();
+        async move {
+            signal.await;
+            if rule == "shutdown" {
+                // Broken: exits at once, cutting every open stream.
+                std::process::exit(0);
+            }
+            app.shutdown();
+        }
+    });
+    tokio::select! {
+        result = serve => result.unwrap(),
+        () = app.shutdown_deadline() => {}
+    }
+}
+
+async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match broken.rule {
+        "replay-header" => {
+            request.headers_mut().remove("last-event-id");
+        }
+        "replay-query" if path == "/events" => {
+            *request.uri_mut() = "/events".parse().unwrap();
+        }
+        "garbage-last-event-id" => {
+            let garbage = request
+                .headers()
+                .get("last-event-id")
+                .is_some_and(|v| v.to_str().map_or(true, |s| s.parse::<u64>().is_err()));
+            if garbage {
+                request
+                    .headers_mut()
+                    .insert("last-event-id", HeaderValue::from_static("0"));
+            }
+        }
+        "trigger-error-order" if path == "/trigger" => {
+            let json = request
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if !json && method == Method::POST {
+                return plain(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    r#"{"error":"checked the type first"}"#,
+                );
+            }
+        }
+        "replay-race" if path == "/events" && request.headers().contains_key("last-event-id") => {
+            return racy_resume(&broken.app, request).await;
+        }
+        _ => {}
+    }
+    let response = next.run(request).await;
+    break_response(&broken, &path, &method, response).await
+}
+
+async fn break_response(
+    broken: &Broken,
+    path: &str,
+    method: &Method,
+    mut response: Response,
+) -> Response {
+    let status = response.status();
+    let headers = response.headers_mut();
+    match (broken.rule, path) {
+        ("events-head", "/events") => {
+            headers.remove("x-accel-buffering");
+        }
+        // Unmatched methods answered as unknown paths (actix-web's default).
+        ("events-methods", "/events" | "/health") | ("trigger-405", "/trigger")
+            if status == StatusCode::METHOD_NOT_ALLOWED =>
+        {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+        }
+        ("trigger-401", _) => {
+            headers.remove("www-authenticate");
+        }
+        ("trigger-400", _) if status == StatusCode::BAD_REQUEST => {
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ("trigger-413", _) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            *response.status_mut() = StatusCode::BAD_REQUEST
+        }
+        ("trigger-415", _) if status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            *response.status_mut() = StatusCode::BAD_REQUEST
+        }
+        ("max-clients", "/events") if status == StatusCode::SERVICE_UNAVAILABLE => {
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response.headers_mut().remove("retry-after");
+        }
+        ("cors-preflight", _) if method == Method::OPTIONS => {
+            *response.status_mut() = StatusCode::OK
+        }
+        ("cors-every-response", _) if status == StatusCode::NOT_FOUND => {
+            headers.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
+        }
+        ("not-found", _) if status == StatusCode::NOT_FOUND => {
+            return html(status, "<h1>Not Found</h1>");
+        }
+        ("demo-page", "/") => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        ("trigger-rejected-publishes-nothing", "/trigger") if status == StatusCode::BAD_REQUEST => {
+            let _ = broken
+                .app
+                .hub
+                .publish(EventName::custom("rejected").unwrap(), "oops".into())
+                .await;
+        }
+        ("health", "/health") => {
+            return rewrite_body(response, |text| text.replace("\"last_id\"", "\"lastId\"")).await;
+        }
+        ("tick-cadence", "/health") => {
+            return rewrite_body(response, |text| {
+                text.replace("\"tick_ms\":500", "\"tick_ms\":1000")
+            })
+            .await;
+        }
+        ("lag-cutoff", "/health") => {
+            return rewrite_body(response, |text| {
+                text.replace("\"client_buffer\":1000000", "\"client_buffer\":16")
+            })
+            .await;
+        }
+        ("disconnect-cleanup", "/events") => {
+            let (parts, body) = response.into_parts();
+            return Response::from_parts(
+                parts,
+                Body::from_stream(Leaky(Some(body.into_data_stream()))),
+            );
+        }
+        (rule, "/events") if status == StatusCode::OK => {
+            let stream_number = STREAMS.fetch_add(1, Ordering::Relaxed);
+            return map_frames(response, move |frame| {
+                break_frame(rule, stream_number, frame)
+            });
+        }
+        _ => {}
+    }
+    response
+}
+
+static STREAMS: AtomicU64 = AtomicU64::new(0);
+
+/// Breaks one written frame of an event stream (the hub writes one block per frame).
+fn break_frame(rule: &str, stream_number: u64, frame: String) -> Option<String> {
+    let is_event = frame.starts_with("id: ") || frame.starts_with("event: ");
+    match rule {
+        "retry-first" if frame.starts_with("retry:") => None,
+        "heartbeat" if frame.starts_with(':') => None,
+        "event-fields" if is_event => Some(format!("source: broken\n{frame}")),
+        "tick-shape" if frame.contains("event: tick") => {
+            Some(frame.replace("{\"tick\":", "{\"tick\": "))
+        }
+        // Every stream counts its own ticks.
+        "tick-shared" if frame.contains("event: tick") => {
+            Some(frame.replace("{\"tick\":", &format!("{{\"tick\":{}", stream_number + 1)))
+        }
+        "ids-consecutive" => {
+            let id: Option<u64> = frame
+                .strip_prefix("id: ")
+                .and_then(|rest| rest.split('\n').next()?.parse().ok());
+            (id.is_none_or(|id| id % 5 != 0)).then_some(frame)
+        }
+        "payload-json" if is_event => Some(frame.replace("true", "1")),
+        // A field separator without its space: a line starting with a space loses it.
+        "payload-multiline" if is_event => Some(frame.replace("\ndata: ", "\ndata:")),
+        "payload-unicode" if is_event => Some(
+            frame
+                .chars()
+                .map(|c| if c.is_ascii() { c } else { '?' })
+                .collect(),
+        ),
+        // An empty payload written as no data line at all: no event is dispatched.
+        "payload-empty" if is_event => Some(frame.replace("\ndata: \n\n", "\n\n")),
+        "payload-default-name" => Some(frame.replace("event: message\n", "event: msg\n")),
+        // Payload lines written raw after one `data:`: line breaks become fields and events.
+        "injection" if is_event => {
+            let (head, data) = frame.split_once("data: ")?;
+            Some(format!("{head}data: {}", data.replace("\ndata: ", "\n")))
+        }
+        "gap-too-old" | "gap-too-new" if frame.contains("event: gap\n") => None,
+        _ => Some(frame),
+    }
+}
+
+fn map_frames(
+    response: Response,
+    mut change: impl FnMut(String) -> Option<String> + Send + 'static,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    let frames = body.into_data_stream().filter_map(move |frame| {
+        let changed = frame
+            .ok()
+            .and_then(|bytes| change(String::from_utf8_lossy(&bytes).into_owned()));
+        async move { changed.map(|text| Ok::<_, Infallible>(Bytes::from(text))) }
+    });
+    Response::from_parts(parts, Body::from_stream(frames))
+}
+
+async fn rewrite_body(response: Response, change: impl FnOnce(String) -> String) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let text = change(String::from_utf8_lossy(&bytes).into_owned());
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from(text))
+}
+
+fn plain(status: StatusCode, json: &'static str) -> Response {
+    let mut response = Response::new(Body::from(json));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn html(status: StatusCode, text: &'static str) -> Response {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
+/// A naive resume: copy the replay, then subscribe to live events separately — whatever is
+/// published in between is lost.
+async fn racy_resume(app: &App, request: Request) -> Response {
+    let header = request
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.as_bytes().to_vec());
+    let Ok(mut snapshot) = app.subscribe(header.as_deref(), None).await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"full"}"#);
+    };
+    let mut replay = vec![retry_block(app.config.retry_ms)];
+    while let Some(Some(event)) = snapshot.next().now_or_never() {
+        replay.push(event.wire().clone());
+    }
+    drop(snapshot);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let Ok(live) = app.subscribe(None, None).await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"full"}"#);
+    };
+    let live = live.map(|event| event.wire().clone());
+    let body = futures_util::stream::iter(replay)
+        .chain(live)
+        .map(Ok::<_, Infallible>);
+    let mut response = Response::new(Body::from_stream(body));
+    for (name, value) in EVENT_STREAM_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A body that, when the client goes away, is kept instead of dropped: its subscription leaks.
+struct Leaky(Option<BodyDataStream>);
+
+impl futures_util::Stream for Leaky {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.as_mut() {
+            Some(stream) => stream.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for Leaky {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            LEAKED.lock().unwrap().push(stream);
+        }
+    }
+}

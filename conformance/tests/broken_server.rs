@@ -1,0 +1,87 @@
+//! Every check is shown to fail against a server that breaks its rule: the deliberately
+//! broken server (`examples/broken_server.rs`) is started once per check, with that check's
+//! rule broken, and the check must report a failure. With nothing broken, every check passes,
+//! so a failure is the rule's doing and not the broken server's.
+
+mod support;
+
+use conformance::checks::{self, Outcome};
+use conformance::report::{run_checks, table};
+use conformance::spawn::{Launcher, SUITE_ORIGIN, SUITE_TOKEN};
+use conformance::target::{Ctx, Target};
+
+fn launcher() -> Launcher {
+    Launcher::new(support::build(
+        "conformance",
+        support::Target::Example("broken_server"),
+    ))
+}
+
+fn target(server: &conformance::spawn::Server, launcher: Launcher) -> Target {
+    Target {
+        base: server.base(),
+        address: server.address(),
+        token: Some(SUITE_TOKEN.to_owned()),
+        origin: SUITE_ORIGIN.to_owned(),
+        launcher: Some(launcher),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_broken_every_check_passes() {
+    let _turn = support::ONE_AT_A_TIME.lock().await;
+    let launcher = launcher().with_env("BROKEN", "none");
+    let mut server = launcher.start(&[]).await.expect("broken_server starts");
+    let report = run_checks(
+        "broken_server (BROKEN=none)",
+        target(&server, launcher),
+        &[],
+        |_, _| {},
+    )
+    .await;
+    server.stop(std::time::Duration::from_secs(3)).await;
+    let all_passed = report.results.iter().all(|r| r.outcome == Outcome::Pass);
+    assert!(report.passed() && all_passed, "{}", table(&[report]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_fails_against_a_server_that_breaks_its_rule() {
+    let _turn = support::ONE_AT_A_TIME.lock().await;
+    let base = launcher();
+    let mut undetected = Vec::new();
+    for check in checks::all() {
+        let launcher = base.clone().with_env("BROKEN", check.name);
+        let mut server = launcher
+            .start(&[])
+            .await
+            .unwrap_or_else(|e| panic!("BROKEN={}: {e}", check.name));
+        // A suite that cannot even read /health reports that as its failure.
+        let outcome = match Ctx::connect(target(&server, launcher)).await {
+            Ok(ctx) => check.run(&ctx).await,
+            Err(error) => Outcome::Fail(format!("the suite cannot begin: {error}")),
+        };
+        server.stop(std::time::Duration::from_secs(3)).await;
+        match &outcome {
+            Outcome::Fail(why) => {
+                eprintln!("  {:36} fails as it should: {}", check.name, shorten(why))
+            }
+            other => {
+                eprintln!("  {:36} did NOT fail: {other:?}", check.name);
+                undetected.push(check.name);
+            }
+        }
+    }
+    assert!(
+        undetected.is_empty(),
+        "checks that did not notice their rule broken: {undetected:?}"
+    );
+}
+
+fn shorten(text: &str) -> String {
+    let short: String = text.chars().take(140).collect();
+    if short.len() < text.len() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}

@@ -1,0 +1,185 @@
+//! # axum-example — the SSE contract with axum 0.8
+//!
+//! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http,
+//! the trigger's checks in the contract's order, JSON errors for every rejection (404, 405
+//! with `Allow`, 401, 413, 415, 400, 503), and a graceful shutdown that open streams cannot
+//! hold hostage.
+//!
+//! Run it with `cargo run -p axum-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3001/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3001/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use futures_util::StreamExt;
+use sse_core::{
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY,
+};
+use tower_http::cors::CorsLayer;
+
+pub const FRAMEWORK: Framework = Framework {
+    name: "axum",
+    package: "axum-example",
+    default_port: 3001,
+};
+
+/// Every route of the contract, with its CORS and its JSON errors.
+pub fn router(app: App) -> Router {
+    let origin = HeaderValue::from_str(&app.config.cors_origin).expect("CORS_ORIGIN was validated");
+    Router::new()
+        .route(
+            "/",
+            with_cors(get(demo_page), &[Method::GET, Method::HEAD], &origin),
+        )
+        .route(
+            "/events",
+            with_cors(get(events), &[Method::GET, Method::HEAD], &origin),
+        )
+        .route(
+            "/trigger",
+            with_cors(post(trigger), &[Method::POST], &origin),
+        )
+        .route(
+            "/health",
+            with_cors(get(health), &[Method::GET, Method::HEAD], &origin),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn(preflight_no_content))
+        .with_state(app)
+}
+
+/// A route's CORS (its own methods in the preflight) and its JSON 405 with `Allow`.
+fn with_cors(
+    route: MethodRouter<App>,
+    methods: &[Method],
+    origin: &HeaderValue,
+) -> MethodRouter<App> {
+    let allow: &'static str = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+        .leak();
+    let cors = CorsLayer::new()
+        .allow_origin(origin.clone())
+        .allow_methods(methods.to_vec())
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(86_400));
+    route
+        .fallback(move |method: Method, uri: Uri| async move {
+            ErrorResponse(ApiError::method_not_allowed(
+                method.as_str(),
+                uri.path(),
+                allow,
+            ))
+        })
+        .layer(cors)
+}
+
+/// tower-http answers a preflight with 200; the contract (like most servers) says 204.
+async fn preflight_no_content(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
+}
+
+async fn demo_page() -> Html<&'static str> {
+    Html(DEMO_PAGE)
+}
+
+async fn events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ErrorResponse> {
+    let last_event_id = headers.get("last-event-id").map(HeaderValue::as_bytes);
+    let subscription = app.subscribe(last_event_id, uri.query()).await?;
+    // axum's own `Sse` cannot send an event whose data is empty (it writes no `data:` line) and
+    // in 0.8.9 turns a CRLF into two lines, so the hub's pre-encoded events go out as a plain
+    // streaming body instead, with the heartbeat included.
+    let body = Body::from_stream(app.event_stream_body(subscription).map(Ok::<_, Infallible>));
+    Ok((EVENT_STREAM_HEADERS, body).into_response())
+}
+
+async fn trigger(State(app): State<App>, request: Request) -> Result<Response, ErrorResponse> {
+    let headers = request.headers();
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    app.check_trigger_head(
+        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+        content_length,
+    )?;
+    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    let body = axum::body::to_bytes(request.into_body(), MAX_TRIGGER_BODY)
+        .await
+        .map_err(|error| {
+            if error.into_inner().is::<http_body_util::LengthLimitError>() {
+                ApiError::payload_too_large(MAX_TRIGGER_BODY)
+            } else {
+                ApiError::bad_request("the request body could not be read to its end")
+            }
+        })?;
+    let accepted = app.publish_trigger(&body).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(CONTENT_TYPE, "application/json")],
+        accepted.body(),
+    )
+        .into_response())
+}
+
+async fn health(State(app): State<App>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], app.health().await)
+}
+
+/// Unknown paths get no CORS layer (a preflight there is a 404 too), only the origin header.
+async fn not_found(State(app): State<App>, uri: Uri) -> impl IntoResponse {
+    let origin = [(ACCESS_CONTROL_ALLOW_ORIGIN, app.config.cors_origin.clone())];
+    (origin, ErrorResponse(ApiError::not_found(uri.path())))
+}
+
+/// The contract's JSON error as an axum response.
+struct ErrorResponse(ApiError);
+
+impl From<ApiError> for ErrorResponse {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let ApiError {
+            status, headers, ..
+        } = &self.0;
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response =
+            (status, [(CONTENT_TYPE, ERROR_CONTENT_TYPE)], self.0.body()).into_response();
+        for (name, value) in headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(*name, value);
+            }
+        }
+        response
+    }
+}
