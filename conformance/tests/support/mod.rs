@@ -1,4 +1,5 @@
 //! Shared by the integration tests: building server binaries, and running one check alone.
+#![allow(dead_code)] // each test crate uses part of this module
 
 use std::path::PathBuf;
 use std::process::Command;
