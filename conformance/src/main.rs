@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use conformance::checks::{self, Outcome};
 use conformance::report::{ServerReport, run_checks, table};
-use conformance::spawn::{Launcher, SUITE_ORIGIN, SUITE_TOKEN};
+use conformance::spawn::Launcher;
 use conformance::target::Target;
 
 #[derive(Parser)]
@@ -92,13 +92,7 @@ async fn check_spawned(binary: PathBuf, only: &[String]) -> ServerReport {
             };
         }
     };
-    let target = Target {
-        base: server.base(),
-        address: server.address(),
-        token: Some(SUITE_TOKEN.to_owned()),
-        origin: SUITE_ORIGIN.to_owned(),
-        launcher: Some(launcher),
-    };
+    let target = Target::spawned(&server, launcher);
     let report = run_checks(&label, target, only, print_progress).await;
     server.stop(std::time::Duration::from_secs(3)).await;
     report

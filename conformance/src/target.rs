@@ -25,6 +25,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// A server the suite started with its own settings ([`crate::spawn::SUITE_ENV`]).
+    pub fn spawned(server: &crate::spawn::Server, launcher: Launcher) -> Self {
+        Self {
+            base: server.base(),
+            address: server.address(),
+            token: Some(crate::spawn::SUITE_TOKEN.to_owned()),
+            origin: crate::spawn::SUITE_ORIGIN.to_owned(),
+            launcher: Some(launcher),
+        }
+    }
+
     /// Parses `http://host:port` (a path is ignored); the host must resolve.
     pub fn from_url(url: &str, token: Option<String>, origin: String) -> Result<Self, String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -146,10 +157,12 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn connect(target: Target) -> Result<Self, String> {
+        // A fresh connection per request: servers close connections after refusing a body they
+        // did not read, and a pooled connection closed that way would fail the next request.
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let answer = send(http.get(format!("{}/health", target.base))).await?;

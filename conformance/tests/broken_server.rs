@@ -7,7 +7,7 @@ mod support;
 
 use conformance::checks::{self, Outcome};
 use conformance::report::{run_checks, table};
-use conformance::spawn::{Launcher, SUITE_ORIGIN, SUITE_TOKEN};
+use conformance::spawn::Launcher;
 use conformance::target::{Ctx, Target};
 
 fn launcher() -> Launcher {
@@ -17,16 +17,6 @@ fn launcher() -> Launcher {
     ))
 }
 
-fn target(server: &conformance::spawn::Server, launcher: Launcher) -> Target {
-    Target {
-        base: server.base(),
-        address: server.address(),
-        token: Some(SUITE_TOKEN.to_owned()),
-        origin: SUITE_ORIGIN.to_owned(),
-        launcher: Some(launcher),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nothing_broken_every_check_passes() {
     let _turn = support::ONE_AT_A_TIME.lock().await;
@@ -34,7 +24,7 @@ async fn with_nothing_broken_every_check_passes() {
     let mut server = launcher.start(&[]).await.expect("broken_server starts");
     let report = run_checks(
         "broken_server (BROKEN=none)",
-        target(&server, launcher),
+        Target::spawned(&server, launcher),
         &[],
         |_, _| {},
     )
@@ -56,7 +46,7 @@ async fn every_check_fails_against_a_server_that_breaks_its_rule() {
             .await
             .unwrap_or_else(|e| panic!("BROKEN={}: {e}", check.name));
         // A suite that cannot even read /health reports that as its failure.
-        let outcome = match Ctx::connect(target(&server, launcher)).await {
+        let outcome = match Ctx::connect(Target::spawned(&server, launcher)).await {
             Ok(ctx) => check.run(&ctx).await,
             Err(error) => Outcome::Fail(format!("the suite cannot begin: {error}")),
         };

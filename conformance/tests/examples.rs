@@ -5,7 +5,7 @@ mod support;
 
 use conformance::checks::Outcome;
 use conformance::report::{run_checks, table};
-use conformance::spawn::{Launcher, SUITE_ORIGIN, SUITE_TOKEN};
+use conformance::spawn::Launcher;
 use conformance::target::Target;
 
 async fn passes_the_contract(package: &str) {
@@ -16,13 +16,7 @@ async fn passes_the_contract(package: &str) {
         .start(&[])
         .await
         .unwrap_or_else(|e| panic!("{package}: {e}"));
-    let target = Target {
-        base: server.base(),
-        address: server.address(),
-        token: Some(SUITE_TOKEN.to_owned()),
-        origin: SUITE_ORIGIN.to_owned(),
-        launcher: Some(launcher),
-    };
+    let target = Target::spawned(&server, launcher);
     let report = run_checks(package, target, &[], |framework, result| {
         eprintln!(
             "  [{framework}] {:36} {:>5.1} s  {:?}",
@@ -63,3 +57,8 @@ macro_rules! example {
 }
 
 example!(axum_example, "axum-example");
+example!(actix_web_example, "actix-web-example");
+example!(rocket_example, "rocket-example");
+example!(poem_example, "poem-example");
+example!(warp_example, "warp-example");
+example!(salvo_example, "salvo-example");

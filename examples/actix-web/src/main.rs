@@ -1,0 +1,204 @@
+//! # actix-web-example — the SSE contract with actix-web 4
+//!
+//! Shows: `/events` as actix-web-lab's `Sse` responder (its encoder, `retry:` block and
+//! keep-alive) fed by the shared hub; one `Resource` per path with its CORS preflight and a JSON
+//! 405 with `Allow`; `Access-Control-Allow-Origin` on every response from `DefaultHeaders`; the
+//! trigger's checks in the contract's order over a raw `web::Payload`; JSON errors through
+//! `ResponseError`; and a graceful shutdown that ends the streams before actix-web drains them.
+//!
+//! Run it with `cargo run -p actix-web-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3002/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3002/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::fmt;
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentType, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web::{self, ThinData};
+use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Responder, ResponseError};
+use actix_web_lab::sse;
+use futures_util::StreamExt;
+use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::{ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY};
+
+const FRAMEWORK: Framework = Framework {
+    name: "actix-web",
+    package: "actix-web-example",
+    default_port: 3002,
+};
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let config = Config::load_or_exit(FRAMEWORK);
+    init_logging(&config);
+    let listener = bind_or_exit(&config, FRAMEWORK);
+    let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
+    announce(FRAMEWORK, listener.local_addr()?);
+    app.start_ticker();
+
+    let routes = {
+        let app = app.clone();
+        move || {
+            actix_web::App::new()
+                .app_data(ThinData(app.clone()))
+                .wrap(DefaultHeaders::new().add((
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    app.config.cors_origin.as_str(),
+                )))
+                .service(resource("/", "GET").get(demo_page))
+                .service(resource("/events", "GET").get(events))
+                .service(resource("/trigger", "POST").post(trigger))
+                .service(resource("/health", "GET").get(health))
+                .default_service(web::to(not_found))
+        }
+    };
+    let server = HttpServer::new(routes)
+        // By default a client's EOF counts as a half-close and the stream goes on until a write
+        // fails (the second heartbeat after the close); this ends it at the EOF.
+        .h1_allow_half_closed(false)
+        // actix-web's own handlers stop at once on SIGINT (resetting every stream) and wait for
+        // open streams on SIGTERM; ending the streams first makes both a graceful stop.
+        .shutdown_signal({
+            let app = app.clone();
+            async move {
+                signal.await;
+                app.shutdown();
+            }
+        })
+        // Workers look again after 1 s at the earliest; whoever is still connected then (a
+        // client that stopped reading) is dropped instead of being waited for 30 s.
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+    tokio::select! {
+        result = server => result,
+        () = app.shutdown_deadline() => Ok(()),
+    }
+}
+
+/// A path answering `allow`: its CORS preflight, and a JSON 405 with `Allow` for other methods
+/// (actix-web's own 405 has an empty body).
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path)
+        .route(web::method(Method::OPTIONS).to(move || async move {
+            HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, allow))
+                .insert_header((
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "content-type, authorization, last-event-id",
+                ))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                .finish()
+        }))
+        .default_service(web::to(move |request: HttpRequest| async move {
+            let method = request.method().as_str();
+            ErrorResponse(ApiError::method_not_allowed(method, request.path(), allow))
+                .error_response()
+        }))
+}
+
+async fn demo_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .body(DEMO_PAGE)
+}
+
+async fn events(
+    ThinData(app): ThinData<App>,
+    request: HttpRequest,
+) -> Result<impl Responder, ErrorResponse> {
+    let last_event_id = request
+        .headers()
+        .get("last-event-id")
+        .map(HeaderValue::as_bytes);
+    let subscription = app
+        .subscribe(last_event_id, Some(request.query_string()))
+        .await?;
+    // actix-web-lab's encoder splits data at CR, LF and CRLF, keeps empty and space-led lines,
+    // and the hub only makes valid names, so the framework's own `Sse` can carry every event.
+    let events = subscription.map(|event| {
+        let data = sse::Data::new(event.text()).event(event.name());
+        match event.id() {
+            Some(id) => data.id(id.to_string()).into(),
+            None => data.into(),
+        }
+    });
+    Ok(sse::Sse::from_infallible_stream(events)
+        .with_retry_duration(Duration::from_millis(app.config.retry_ms))
+        .with_keep_alive(app.config.heartbeat())
+        .customize()
+        .insert_header(("x-accel-buffering", "no")))
+}
+
+async fn trigger(
+    ThinData(app): ThinData<App>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ErrorResponse> {
+    let headers = request.headers();
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    app.check_trigger_head(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes),
+        content_length,
+    )?;
+    // A raw `Payload`, read only now: the `Json` and `Bytes` extractors would read (and size)
+    // the body before the handler runs, answering 413 ahead of 401 and 415.
+    let body = body
+        .to_bytes_limited(MAX_TRIGGER_BODY)
+        .await
+        .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
+        .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+    let accepted = app.publish_trigger(&body).await?;
+    Ok(HttpResponse::Accepted()
+        .content_type(ContentType::json())
+        .body(accepted.body()))
+}
+
+async fn health(ThinData(app): ThinData<App>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(app.health().await)
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    ErrorResponse(ApiError::not_found(request.path())).error_response()
+}
+
+/// The contract's JSON error as an actix-web error (its default `ResponseError` body is text).
+#[derive(Debug)]
+struct ErrorResponse(ApiError);
+
+impl From<ApiError> for ErrorResponse {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for ErrorResponse {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(ERROR_CONTENT_TYPE);
+        for (name, value) in &self.0.headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response.body(self.0.body())
+    }
+}

@@ -1,0 +1,317 @@
+//! # poem-example — the SSE contract with poem 3.1
+//!
+//! Shows: a streaming `/events` body fed by the shared hub, poem's `Cors` middleware per route
+//! (with the two fixes the contract needs), the trigger's checks in the contract's order, JSON
+//! errors for every rejection (404, 405 with `Allow`, 401, 413, 415, 400, 503) as a poem
+//! `ResponseError`, a graceful shutdown that open streams cannot hold hostage, and an acceptor
+//! that lets a client that went away be noticed at the next write.
+//!
+//! Run it with `cargo run -p poem-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3005/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3005/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_util::StreamExt;
+use poem::error::{CorsError, MethodNotAllowedError, NotFoundError, ReadBodyError, ResponseError};
+use poem::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use poem::http::uri::Scheme;
+use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::middleware::{Cors, SetHeader};
+use poem::web::{Data, Html, LocalAddr, RemoteAddr};
+use poem::{
+    Body, Endpoint, EndpointExt, Request, Response, Route, RouteMethod, Server, get, handler, post,
+};
+use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::{
+    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+const FRAMEWORK: Framework = Framework {
+    name: "poem",
+    package: "poem-example",
+    default_port: 3005,
+};
+
+#[tokio::main]
+async fn main() {
+    let config = Config::load_or_exit(FRAMEWORK);
+    init_logging(&config);
+    let listener = bind_or_exit(&config, FRAMEWORK);
+    let address = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let acceptor =
+        HangUpAware(TcpAcceptor::from_std(listener).expect("listener joins the runtime"));
+    let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
+    announce(FRAMEWORK, address);
+    app.start_ticker();
+
+    // poem's graceful shutdown waits for every open response, and an event stream never ends by
+    // itself: end the streams when the signal arrives. poem's own timeout then drops whatever
+    // is still open (a client that stopped reading), so the process exits in time anyway.
+    let stopping = {
+        let app = app.clone();
+        async move {
+            signal.await;
+            app.shutdown();
+        }
+    };
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(app), stopping, Some(SHUTDOWN_GRACE))
+        .await
+        .expect("server error");
+}
+
+/// Every route of the contract, with its CORS and its JSON errors.
+fn routes(app: App) -> impl Endpoint {
+    let origin = app.config.cors_origin.clone();
+    Route::new()
+        .at("/", resource(get(demo_page), "GET, HEAD"))
+        .at("/events", resource(get(events), "GET, HEAD"))
+        .at("/trigger", resource(post(trigger), "POST"))
+        .at("/health", resource(get(health), "GET, HEAD"))
+        .around(finish)
+        // poem's `Cors` sets the origin only on requests that carry `Origin`, and echoes that
+        // instead of the configured value; the contract wants the configured value everywhere.
+        .with(SetHeader::new().overriding(ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+        .data(app)
+}
+
+/// One path: its methods, a JSON 405 with `Allow`, and poem's `Cors` answering preflights with
+/// just those methods.
+fn resource(methods: RouteMethod, allow: &'static str) -> impl Endpoint {
+    let cors = Cors::new()
+        .allow_methods(allow.split(", "))
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(86_400);
+    // The 405 is reshaped inside `Cors`: for a request with `Origin`, `Cors` turns the inner
+    // error into poem's plain-text response before anything outside could see it.
+    methods
+        .around(move |route, request| async move {
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            route.call(request).await.map_err(|error| {
+                if error.is::<MethodNotAllowedError>() {
+                    JsonError(ApiError::method_not_allowed(method.as_str(), &path, allow)).into()
+                } else {
+                    error
+                }
+            })
+        })
+        .with(cors)
+}
+
+/// The outermost glue: every error still left (poem's 404 and CORS refusals, or one of ours)
+/// becomes the contract's JSON, and a preflight's 200 becomes 204.
+async fn finish(route: Arc<Route>, request: Request) -> poem::Result<Response> {
+    let preflight = request.method() == Method::OPTIONS;
+    let path = request.uri().path().to_owned();
+    let mut response = match route.call(request).await {
+        Ok(response) => response,
+        Err(error) if error.is::<JsonError>() => error.into_response(),
+        Err(error) => {
+            let message = if error.is::<NotFoundError>() {
+                ApiError::not_found(&path).message
+            } else if error.is::<CorsError>() {
+                format!(
+                    "the CORS preflight for {path} was refused ({error}); ask for one of its \
+                     methods and only the headers content-type, authorization, last-event-id"
+                )
+            } else {
+                format!("{error} ({path})")
+            };
+            let status = error.status().as_u16();
+            JsonError(ApiError {
+                status,
+                message,
+                headers: Vec::new(),
+            })
+            .as_response()
+        }
+    };
+    // poem's `Cors` answers a preflight with 200; the contract (like most servers) says 204.
+    if preflight && response.status() == StatusCode::OK {
+        response.set_status(StatusCode::NO_CONTENT);
+    }
+    Ok(response)
+}
+
+#[handler]
+fn demo_page() -> Html<&'static str> {
+    Html(DEMO_PAGE)
+}
+
+#[handler]
+async fn events(
+    Data(app): Data<&App>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Response, JsonError> {
+    let last_event_id = headers.get("last-event-id").map(HeaderValue::as_bytes);
+    let subscription = app.subscribe(last_event_id, uri.query()).await?;
+    // poem's `SSE` splits data with `str::lines()` (a lone CR ends no line, a trailing LF is
+    // lost, empty data sends no event at all) and cannot write comments, so the hub's
+    // pre-encoded events go out as a plain streaming body instead, with the heartbeat included.
+    let body = Body::from_bytes_stream(app.event_stream_body(subscription).map(Ok::<_, io::Error>));
+    let response = EVENT_STREAM_HEADERS
+        .into_iter()
+        .fold(Response::builder(), |response, (name, value)| {
+            response.header(name, value)
+        });
+    Ok(response.body(body))
+}
+
+#[handler]
+async fn trigger(
+    Data(app): Data<&App>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, JsonError> {
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    app.check_trigger_head(
+        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+        content_length,
+    )?;
+    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    // poem has no default limit, and its `SizeLimit` trusts `Content-Length` alone (411 without
+    // it), so the limit is applied while reading: a chunked body gets its 413 too.
+    let body = body
+        .into_bytes_limit(MAX_TRIGGER_BODY)
+        .await
+        .map_err(|error| match error {
+            ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
+            _ => ApiError::bad_request("the request body could not be read to its end"),
+        })?;
+    let accepted = app.publish_trigger(&body).await?;
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .content_type("application/json")
+        .body(accepted.body()))
+}
+
+#[handler]
+async fn health(Data(app): Data<&App>) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(app.health().await)
+}
+
+/// The contract's JSON error as a poem error, so that handlers can use `?` on an [`ApiError`].
+#[derive(Debug)]
+struct JsonError(ApiError);
+
+impl From<ApiError> for JsonError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+impl ResponseError for JsonError {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn as_response(&self) -> Response {
+        let response = Response::builder()
+            .status(self.status())
+            .content_type(ERROR_CONTENT_TYPE);
+        let response = self
+            .0
+            .headers
+            .iter()
+            .fold(response, |response, (name, value)| {
+                response.header(*name, value)
+            });
+        response.body(self.0.body())
+    }
+}
+
+/// poem 3.1.12 keeps polling a connection after hyper has reported that the client closed it
+/// (`server.rs:463-477` awaits it again), and the first write to a closed socket still
+/// succeeds, so a stream would outlive its client until a second write failed. Connections
+/// from this acceptor refuse every write once the client has closed its side (hyper serves no
+/// half-closed connections anyway), so the next write ends the stream and frees the client.
+struct HangUpAware(TcpAcceptor);
+
+impl Acceptor for HangUpAware {
+    type Io = HangUpAwareStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        let (stream, local, remote, scheme) = self.0.accept().await?;
+        let stream = HangUpAwareStream {
+            stream,
+            hung_up: false,
+        };
+        Ok((stream, local, remote, scheme))
+    }
+}
+
+struct HangUpAwareStream {
+    stream: TcpStream,
+    hung_up: bool,
+}
+
+impl AsyncRead for HangUpAwareStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let (room, filled) = (buf.remaining(), buf.filled().len());
+        let read = ready!(Pin::new(&mut self.stream).poll_read(cx, buf));
+        self.hung_up |= read.is_ok() && room > 0 && buf.filled().len() == filled;
+        Poll::Ready(read)
+    }
+}
+
+impl AsyncWrite for HangUpAwareStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.hung_up {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,258 @@
+//! # rocket-example — the SSE contract with Rocket 0.5
+//!
+//! Shows: a streaming `/events` body fed by the shared hub, request guards and managed state,
+//! the trigger's checks in the contract's order with the body read through `Data::open(limit)`,
+//! hand-made routes for Rocket's missing 405 and CORS preflight, catchers that answer JSON,
+//! a response fairing for `Access-Control-Allow-Origin`, and (in `main.rs`) a graceful shutdown
+//! that ends every stream from Rocket's shutdown fairing.
+//!
+//! Run it with `cargo run -p rocket-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3004/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3004/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::convert::Infallible;
+use std::io::Cursor;
+
+use rocket::data::{Data, ToByteUnit};
+use rocket::fairing::AdHoc;
+use rocket::http::uri::Origin;
+use rocket::http::{Header, HeaderMap, Method, Status};
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::content::{RawHtml, RawJson};
+use rocket::response::stream::ByteStream;
+use rocket::response::{self, Responder, Response};
+use rocket::route::{self, Handler, Route};
+use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
+use sse_core::{
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, EventStreamBody, Framework,
+    MAX_TRIGGER_BODY,
+};
+
+pub const FRAMEWORK: Framework = Framework {
+    name: "rocket",
+    package: "rocket-example",
+    default_port: 3004,
+};
+
+/// Every path of the contract and the methods it answers (`HEAD` is Rocket's, from `GET`).
+const PATHS: [(&str, &str); 4] = [
+    ("/", "GET, HEAD"),
+    ("/events", "GET, HEAD"),
+    ("/trigger", "POST"),
+    ("/health", "GET, HEAD"),
+];
+
+/// Every method Rocket knows (it answers any other with 400 before routing).
+const METHODS: [Method; 9] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+    Method::Patch,
+    Method::Options,
+    Method::Trace,
+    Method::Connect,
+];
+
+/// Every route of the contract, with its CORS and its JSON errors. Configuration, signals and
+/// the startup banner are the process's business (`main.rs`).
+pub fn rocket(app: App) -> Rocket<Build> {
+    let origin = app.config.cors_origin.clone();
+    rocket::build()
+        .mount("/", routes![demo_page, events, trigger, health])
+        .mount("/", other_methods())
+        .register("/", catchers![not_found, other_error])
+        .attach(AdHoc::on_response("CORS origin", move |_, response| {
+            let origin = origin.clone();
+            Box::pin(async move {
+                response.set_raw_header("access-control-allow-origin", origin);
+            })
+        }))
+        .manage(app)
+}
+
+#[get("/")]
+fn demo_page() -> RawHtml<&'static str> {
+    RawHtml(DEMO_PAGE)
+}
+
+#[get("/events")]
+async fn events(
+    app: &State<App>,
+    headers: Headers<'_>,
+    uri: &Origin<'_>,
+) -> Result<EventStream, JsonError> {
+    let last_event_id = headers.0.get_one("last-event-id").map(str::as_bytes);
+    let query = uri.query().map(|query| query.as_str());
+    let subscription = app.subscribe(last_event_id, query).await?;
+    Ok(EventStream(app.event_stream_body(subscription)))
+}
+
+#[post("/trigger", data = "<body>")]
+async fn trigger(
+    app: &State<App>,
+    headers: Headers<'_>,
+    body: Data<'_>,
+) -> Result<(Status, RawJson<String>), JsonError> {
+    let header = |name| headers.0.get_one(name);
+    app.check_trigger_head(
+        header("authorization").map(str::as_bytes),
+        header("content-type").map(str::as_bytes),
+        header("content-length").and_then(|length| length.parse().ok()),
+    )?;
+    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    let body = body
+        .open(MAX_TRIGGER_BODY.bytes())
+        .into_bytes()
+        .await
+        .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+    if !body.is_complete() {
+        return Err(ApiError::payload_too_large(MAX_TRIGGER_BODY).into());
+    }
+    let accepted = app.publish_trigger(&body).await?;
+    Ok((Status::Accepted, RawJson(accepted.body())))
+}
+
+#[get("/health")]
+async fn health(app: &State<App>) -> RawJson<String> {
+    RawJson(app.health().await)
+}
+
+/// Rocket routes on the method first and answers a method no route takes with 404, and it has
+/// no CORS of its own: so every path gets a route for each of its other methods, answering
+/// `OPTIONS` with the preflight and the rest with a JSON 405 and `Allow`.
+fn other_methods() -> Vec<Route> {
+    PATHS
+        .into_iter()
+        .flat_map(|(path, allow)| {
+            METHODS
+                .into_iter()
+                .filter(move |method| !allow.split(", ").any(|m| m == method.as_str()))
+                .map(move |method| Route::new(method, path, OtherMethods { allow }))
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+struct OtherMethods {
+    allow: &'static str,
+}
+
+#[rocket::async_trait]
+impl Handler for OtherMethods {
+    async fn handle<'r>(&self, request: &'r Request<'_>, _: Data<'r>) -> route::Outcome<'r> {
+        if request.method() == Method::Options {
+            return route::Outcome::Success(
+                Response::build()
+                    .status(Status::NoContent)
+                    .raw_header("access-control-allow-methods", self.allow)
+                    .raw_header(
+                        "access-control-allow-headers",
+                        "content-type, authorization, last-event-id",
+                    )
+                    .raw_header("access-control-max-age", "86400")
+                    .finalize(),
+            );
+        }
+        let error = ApiError::method_not_allowed(
+            request.method().as_str(),
+            request.uri().path().as_str(),
+            self.allow,
+        );
+        route::Outcome::from(request, JsonError(error))
+    }
+}
+
+/// Rocket's own catchers answer HTML (or JSON only when `Accept` prefers it).
+#[catch(404)]
+fn not_found(request: &Request<'_>) -> JsonError {
+    JsonError(ApiError::not_found(request.uri().path().as_str()))
+}
+
+/// What reaches this is Rocket's own doing: 400 for a request it cannot parse (an unknown
+/// method among them), 500 for a handler that panicked. Rocket answers an unparsable request
+/// without running the response fairings, so this catcher sets the origin itself.
+#[catch(default)]
+fn other_error(status: Status, request: &Request<'_>) -> WithOrigin {
+    let message = match status.code {
+        400 => "the request could not be parsed: send GET, HEAD, POST or OPTIONS with a valid URI"
+            .to_owned(),
+        _ => format!(
+            "{} {} failed with {status}",
+            request.method(),
+            request.uri().path()
+        ),
+    };
+    let app = request.rocket().state::<App>().expect("App is managed");
+    WithOrigin {
+        error: JsonError(ApiError {
+            status: status.code,
+            message,
+            headers: Vec::new(),
+        }),
+        origin: Header::new(
+            "access-control-allow-origin",
+            app.config.cors_origin.clone(),
+        ),
+    }
+}
+
+#[derive(Responder)]
+struct WithOrigin {
+    error: JsonError,
+    origin: Header<'static>,
+}
+
+/// The request's headers. Rocket has typed guards for a few (`&ContentType`), none for any
+/// header by name.
+struct Headers<'r>(&'r HeaderMap<'r>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Headers<'r> {
+    type Error = Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, Infallible> {
+        request::Outcome::Success(Headers(request.headers()))
+    }
+}
+
+/// Rocket's own `EventStream` writes `data:value` with no space, so a payload that starts
+/// with a space loses it, and its heartbeat `:\n` is no comment block (and can land between
+/// the fields of an event): the hub's pre-encoded bytes go out as a `ByteStream` instead, with
+/// the contract's heartbeat included.
+struct EventStream(EventStreamBody);
+
+impl<'r> Responder<'r, 'r> for EventStream {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'r> {
+        let mut response = ByteStream::from(self.0).respond_to(request)?;
+        for (name, value) in EVENT_STREAM_HEADERS {
+            response.set_raw_header(name, value);
+        }
+        Ok(response)
+    }
+}
+
+/// The contract's JSON error as a Rocket response.
+struct JsonError(ApiError);
+
+impl From<ApiError> for JsonError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for JsonError {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let body = self.0.body();
+        let mut response = Response::build();
+        response
+            .status(Status::new(self.0.status))
+            .raw_header("content-type", ERROR_CONTENT_TYPE)
+            .sized_body(body.len(), Cursor::new(body));
+        for (name, value) in self.0.headers {
+            response.raw_header(name, value);
+        }
+        response.ok()
+    }
+}

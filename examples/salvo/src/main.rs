@@ -1,0 +1,267 @@
+//! # salvo-example — the SSE contract with salvo 1
+//!
+//! Shows: `/events` with salvo's own `SseEvent`/`SseKeepAlive` fed by the shared hub, state in
+//! the `Depot` (`affix_state`), per-path CORS with salvo-cors, the trigger's checks in the
+//! contract's order, JSON errors for every rejection (404, 405 with `Allow`,
+//! 401, 413, 415, 400, 503), and a graceful shutdown that open streams cannot hold hostage.
+//!
+//! Run it with `cargo run -p salvo-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3006/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3006/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use futures_util::{StreamExt, future, stream};
+use salvo::affix_state;
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::cors::Cors;
+use salvo::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
+use salvo::hyper::body::Body as _;
+use salvo::prelude::*;
+use salvo::sse::{SseEvent, SseKeepAlive};
+use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::{
+    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
+};
+
+const FRAMEWORK: Framework = Framework {
+    name: "salvo",
+    package: "salvo-example",
+    default_port: 3006,
+};
+
+#[tokio::main]
+async fn main() {
+    let config = Config::load_or_exit(FRAMEWORK);
+    init_logging(&config);
+    let listener = bind_or_exit(&config, FRAMEWORK);
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
+    let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
+    let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
+    announce(
+        FRAMEWORK,
+        acceptor
+            .local_addr()
+            .expect("bound listener has an address"),
+    );
+    app.start_ticker();
+
+    // salvo handles no signals itself. Its graceful stop waits for open responses, and an event
+    // stream never ends by itself: end every stream first, and let salvo's own timeout cut any
+    // connection that is still open after the grace period (a client that stopped reading).
+    let server = Server::new(acceptor);
+    let handle = server.handle();
+    tokio::spawn({
+        let app = app.clone();
+        async move {
+            signal.await;
+            app.shutdown();
+            handle.stop_graceful(SHUTDOWN_GRACE);
+        }
+    });
+    server.serve(service(app)).await;
+}
+
+/// Every route of the contract, with its CORS and its JSON errors.
+fn service(app: App) -> Service {
+    let origin = HeaderValue::from_str(&app.config.cors_origin).expect("CORS_ORIGIN was validated");
+    let router = Router::new()
+        .hoop(affix_state::inject(app))
+        .push(resource(Router::new().get(demo_page), "GET", &origin))
+        .push(resource(
+            Router::with_path("events").get(events),
+            "GET",
+            &origin,
+        ))
+        .push(resource(
+            Router::with_path("trigger").post(trigger),
+            "POST",
+            &origin,
+        ))
+        .push(resource(
+            Router::with_path("health").get(health),
+            "GET",
+            &origin,
+        ))
+        .push(Router::with_path("{**rest}").goal(NotFound(origin)));
+    Service::new(router).hoop(close_after_refused_body)
+}
+
+/// hyper closes a connection whose request body was not read to its end (a trigger refused
+/// before or while reading it, a 405, a 404) but does not say so in the answer, so a client may
+/// send its next request on that connection and see it fail: refusals of a body say so.
+#[handler]
+async fn close_after_refused_body(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+    ctrl: &mut FlowCtrl,
+) {
+    let has_body = !req.body().is_end_stream();
+    ctrl.call_next(req, depot, res).await;
+    let refused = res.status_code.is_some_and(|status| status.as_u16() >= 400);
+    if has_body && refused {
+        res.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// One path: its CORS (its own method in the preflight) and a JSON 405 with `Allow` for every
+/// other method. salvo-cors asks to sit on the `Service` because a preflight matches no route;
+/// here the path's goal takes every other method, OPTIONS included, so the preflight reaches
+/// this path's `Cors` and gets this path's methods.
+fn resource(router: Router, allow: &'static str, origin: &HeaderValue) -> Router {
+    let method = Method::from_bytes(allow.as_bytes()).expect("a standard method");
+    let cors = Cors::new()
+        .allow_origin(origin.clone())
+        .allow_methods(method)
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(86_400))
+        .into_handler();
+    router.hoop(cors).goal(OtherMethods { allow })
+}
+
+/// The goal of a path for the methods it does not route (salvo's own 405 would skip the
+/// path's CORS hoop and send HTML).
+struct OtherMethods {
+    allow: &'static str,
+}
+
+#[handler]
+impl OtherMethods {
+    fn handle(&self, req: &Request, res: &mut Response) {
+        if req.method() == Method::OPTIONS {
+            // The path's `Cors` hoop adds the preflight headers.
+            res.status_code(StatusCode::NO_CONTENT);
+        } else {
+            let path = req.uri().path();
+            let error = ApiError::method_not_allowed(req.method().as_str(), path, self.allow);
+            res.render(ErrorResponse(error));
+        }
+    }
+}
+
+fn state(depot: &Depot) -> &App {
+    depot
+        .get_typed::<App>()
+        .expect("affix_state injects the App")
+}
+
+#[handler]
+fn demo_page() -> Text<&'static str> {
+    Text::Html(DEMO_PAGE)
+}
+
+#[handler]
+async fn events(req: &Request, depot: &Depot, res: &mut Response) -> Result<(), ErrorResponse> {
+    let app = state(depot);
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(HeaderValue::as_bytes);
+    let subscription = app.subscribe(last_event_id, req.uri().query()).await?;
+    // salvo's encoder splits data at CR, LF and CRLF and keeps leading spaces and empty data,
+    // so it carries every payload; ids and names come from the hub and hold no line breaks,
+    // which it would assert on.
+    let retry = SseEvent::default().retry(Duration::from_millis(app.config.retry_ms));
+    let published = subscription.map(|event| {
+        let sse = SseEvent::default().name(event.name()).text(event.text());
+        match event.id() {
+            Some(id) => sse.id(id.to_string()),
+            None => sse,
+        }
+    });
+    SseKeepAlive::new(
+        stream::once(future::ready(retry))
+            .chain(published)
+            .map(Ok::<_, Infallible>),
+    )
+    .max_interval(app.config.heartbeat())
+    .stream(res);
+    for (name, value) in EVENT_STREAM_HEADERS {
+        res.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    Ok(())
+}
+
+#[handler]
+async fn trigger(
+    req: &mut Request,
+    depot: &Depot,
+) -> Result<(StatusCode, Text<String>), ErrorResponse> {
+    let app = state(depot);
+    let headers = req.headers();
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    app.check_trigger_head(
+        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+        content_length,
+    )?;
+    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    let body = req
+        .payload_with_max_size(MAX_TRIGGER_BODY)
+        .await
+        .map_err(|error| match error {
+            ParseError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
+            _ => ApiError::bad_request("the request body could not be read to its end"),
+        })?;
+    let accepted = app.publish_trigger(body).await?;
+    Ok((StatusCode::ACCEPTED, Text::Json(accepted.body())))
+}
+
+#[handler]
+async fn health(depot: &Depot) -> Text<String> {
+    Text::Json(state(depot).health().await)
+}
+
+/// Every other path. No path's CORS ran, so the origin header is added here. (A `Catcher` could
+/// write this 404 too, but salvo skips catchers for HEAD, and the header must be on every answer.)
+struct NotFound(HeaderValue);
+
+#[handler]
+impl NotFound {
+    fn handle(&self, req: &Request, res: &mut Response) {
+        res.headers_mut()
+            .insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.0.clone());
+        res.render(ErrorResponse(ApiError::not_found(req.uri().path())));
+    }
+}
+
+/// The contract's JSON error as a salvo `Scribe`.
+struct ErrorResponse(ApiError);
+
+impl From<ApiError> for ErrorResponse {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl Scribe for ErrorResponse {
+    fn render(self, res: &mut Response) {
+        let ApiError {
+            status, headers, ..
+        } = &self.0;
+        res.status_code(StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        for (name, value) in headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                res.headers_mut().insert(*name, value);
+            }
+        }
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
+        res.body(self.0.body());
+    }
+}

@@ -1,0 +1,250 @@
+//! # warp-example — the SSE contract with warp 0.4
+//!
+//! Shows: the contract's routes as warp filters joined with `or`, where each path answers every
+//! method itself (its handler, its CORS preflight, a JSON 405 with `Allow`) so that no warp
+//! rejection ever reaches the client as plain text; a streaming `/events` body fed by the shared
+//! hub; the trigger's checks in the contract's order with a body limit that holds for chunked
+//! bodies too; and a graceful shutdown that open streams cannot hold hostage.
+//!
+//! Run it with `cargo run -p warp-example` (`-- --help` lists the settings), then
+//! `curl -N http://127.0.0.1:3003/events` and, in another terminal,
+//! `curl -X POST http://127.0.0.1:3003/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
+
+use std::convert::Infallible;
+use std::pin::pin;
+
+use bytes::BufMut;
+use futures_util::{Stream, StreamExt};
+use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::{
+    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    MAX_TRIGGER_BODY,
+};
+use warp::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Buf, Filter, Rejection, Reply};
+
+const FRAMEWORK: Framework = Framework {
+    name: "warp",
+    package: "warp-example",
+    default_port: 3003,
+};
+
+#[tokio::main]
+async fn main() {
+    let config = Config::load_or_exit(FRAMEWORK);
+    init_logging(&config);
+    let listener = bind_or_exit(&config, FRAMEWORK);
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
+    let app = App::new(FRAMEWORK, config);
+    let signal = shutdown_signal();
+    announce(
+        FRAMEWORK,
+        listener
+            .local_addr()
+            .expect("bound listener has an address"),
+    );
+    app.start_ticker();
+
+    // warp's graceful shutdown waits for every open response, and an event stream never ends
+    // by itself: ending the streams when the signal arrives is what lets it finish.
+    let serve = warp::serve(routes(app.clone()))
+        .incoming(listener)
+        .graceful({
+            let app = app.clone();
+            async move {
+                signal.await;
+                app.shutdown();
+            }
+        })
+        .run();
+    tokio::select! {
+        () = serve => {}
+        () = app.shutdown_deadline() => {}
+    }
+}
+
+/// Every route of the contract. Once a path matches, its branch always answers, and the last
+/// branch answers every other path with the JSON 404: the filter cannot reject (`Infallible`),
+/// so warp's plain-text rejection answers never reach a client.
+fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let origin = app.config.cors_origin.clone();
+    let app = warp::any().map(move || app.clone());
+    let get_or_head = || warp::get().or(warp::head()).unify();
+
+    let demo = get_or_head().map(|| warp::reply::html(DEMO_PAGE));
+    let events = get_or_head()
+        .and(app.clone())
+        .and(warp::header::headers_cloned())
+        .and(raw_query())
+        .then(events);
+    let trigger = warp::post()
+        .and(app.clone())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(trigger);
+    let health = get_or_head().and(app).then(health);
+    let not_found =
+        warp::path::full().map(|path: FullPath| JsonError(ApiError::not_found(path.as_str())));
+
+    resource("/", "GET, HEAD", demo)
+        .or(resource("/events", "GET, HEAD", events))
+        .or(resource("/trigger", "POST", trigger))
+        .or(resource("/health", "GET, HEAD", health))
+        .or(not_found)
+        // warp's `cors()` cannot carry the contract: it adds the origin header only when the
+        // request sends `Origin`, then echoes that origin (it cannot send `*`), and it answers
+        // a preflight with 200.
+        .with(warp::reply::with::header(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin,
+        ))
+}
+
+/// One path: its handler for the methods in `allow`, its CORS preflight, and a JSON 405.
+fn resource<R: Reply>(
+    path: &'static str,
+    allow: &'static str,
+    handler: impl Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    // Compared whole: `warp::path!("events")` would also match `/events/`, another path.
+    let path_is = warp::path::full()
+        .and_then(move |full: FullPath| async move {
+            if full.as_str() == path {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    let preflight = warp::options().map(move || {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(allow),
+        );
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, authorization, last-event-id"),
+        );
+        headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        response
+    });
+    let not_allowed = warp::method().map(move |method: Method| {
+        JsonError(ApiError::method_not_allowed(method.as_str(), path, allow))
+    });
+    path_is.and(handler.or(preflight).or(not_allowed))
+}
+
+/// The raw query string, if any (`warp::query::raw` rejects a request without one).
+fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::query::raw()
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+async fn events(
+    app: App,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Result<Response, JsonError> {
+    let last_event_id = headers.get("last-event-id").map(HeaderValue::as_bytes);
+    let subscription = app.subscribe(last_event_id, query.as_deref()).await?;
+    // warp's own `sse::reply` writes `data:` with no space after the colon, so a payload line
+    // that starts with a space loses it at the client; `warp::reply::stream` sends the hub's
+    // pre-encoded events (heartbeat included) as they are instead.
+    let body = app.event_stream_body(subscription).map(Ok::<_, Infallible>);
+    let mut response = warp::reply::stream(body).into_response();
+    for (name, value) in EVENT_STREAM_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
+}
+
+async fn trigger(
+    app: App,
+    headers: HeaderMap,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>>,
+) -> Result<Response, JsonError> {
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    app.check_trigger_head(
+        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+        content_length,
+    )
+    .map_err(body_left_unread)?;
+    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    // warp's body filters have no limit of their own, and `content_length_limit` answers 411
+    // to a chunked body, so the limit is counted here while reading.
+    let body = read_at_most(body, MAX_TRIGGER_BODY)
+        .await
+        .map_err(body_left_unread)?;
+    let accepted = app.publish_trigger(&body).await?;
+    let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
+    Ok(reply.into_response())
+}
+
+async fn read_at_most(
+    body: impl Stream<Item = Result<impl Buf, warp::Error>>,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+        if bytes.len() + chunk.remaining() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        bytes.put(chunk);
+    }
+    Ok(bytes)
+}
+
+/// hyper closes a connection whose request body was not read to its end, but notices only
+/// after the answer went out without `Connection: close` (hyper `proto/h1/dispatch.rs:239-244`),
+/// so a client could reuse the pooled connection just as it closes (hyperium/hyper#3077).
+fn body_left_unread(mut error: ApiError) -> ApiError {
+    error.headers.push(("connection", "close".to_owned()));
+    error
+}
+
+async fn health(app: App) -> impl Reply {
+    warp::reply::with_header(app.health().await, CONTENT_TYPE, "application/json")
+}
+
+/// The contract's JSON error as a warp reply.
+struct JsonError(ApiError);
+
+impl From<ApiError> for JsonError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl Reply for JsonError {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(self.0.body().into());
+        *response.status_mut() =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
+        for (name, value) in &self.0.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(*name, value);
+            }
+        }
+        response
+    }
+}

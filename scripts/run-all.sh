@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Starts the six example servers on their default ports (3001–3006), prints their URLs, and
+# stops them all (by their own PIDs) on Ctrl-C. Extra settings pass through the environment:
+#   TICK_MS=250 scripts/run-all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
+echo "building ${packages[*]} …"
+cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+for package in "${packages[@]}"; do
+  # Output goes through a prefixing sed; $! is the server's own PID.
+  "$target_dir/debug/$package" > >(sed -u "s/^/[$package] /") 2>&1 &
+  pids+=($!)
+done
+
+sleep 1
+echo
+echo "demo page: http://127.0.0.1:3001/ (every server serves it; each card connects to its server)"
+for port in 3001 3002 3003 3004 3005 3006; do echo "  http://127.0.0.1:$port/events"; done
+echo "Ctrl-C stops them all."
+wait
