@@ -74,16 +74,18 @@ impl App {
     }
 
     /// The checks of `POST /trigger` that need only the request head, in the contract's order:
-    /// 401, 415, then 413 for a declared length over the limit.
+    /// 401, 415, then 413 for a declared length over the limit. The body is left unread, so a
+    /// refusal closes the connection.
     pub fn check_trigger_head(
         &self,
         authorization: Option<&[u8]>,
         content_type: Option<&[u8]>,
         content_length: Option<u64>,
     ) -> Result<(), ApiError> {
-        authorize(self.config.trigger_token.as_deref(), authorization)?;
-        check_content_type(content_type)?;
-        check_content_length(content_length)
+        authorize(self.config.trigger_token.as_deref(), authorization)
+            .and_then(|()| check_content_type(content_type))
+            .and_then(|()| check_content_length(content_length))
+            .map_err(ApiError::closing_connection)
     }
 
     /// Validates a trigger body (400) and publishes it.

@@ -60,11 +60,21 @@ impl ApiError {
         .with_header("allow", allow)
     }
 
+    /// A body refused unread: see [`ApiError::closing_connection`].
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             413,
             format!("the request body is larger than {limit} bytes; send at most {limit} bytes"),
         )
+        .closing_connection()
+    }
+
+    /// Says `Connection: close`. A server that answers without reading the whole request body
+    /// must close the connection (the rest of the body is still on its way), and hyper does so
+    /// without saying it (hyperium/hyper#3077), so a pooled client would send its next request
+    /// into a closing connection. Refusals made before the body is read carry this.
+    pub fn closing_connection(self) -> Self {
+        self.with_header("connection", "close")
     }
 
     pub fn unsupported_media_type(got: Option<&str>) -> Self {

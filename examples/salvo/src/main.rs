@@ -17,10 +17,9 @@ use salvo::affix_state;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::cors::Cors;
 use salvo::http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
 };
 use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
-use salvo::hyper::body::Body as _;
 use salvo::prelude::*;
 use salvo::sse::{SseEvent, SseKeepAlive};
 use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
@@ -90,26 +89,7 @@ fn service(app: App) -> Service {
             &origin,
         ))
         .push(Router::with_path("{**rest}").goal(NotFound(origin)));
-    Service::new(router).hoop(close_after_refused_body)
-}
-
-/// hyper closes a connection whose request body was not read to its end (a trigger refused
-/// before or while reading it, a 405, a 404) but does not say so in the answer, so a client may
-/// send its next request on that connection and see it fail: refusals of a body say so.
-#[handler]
-async fn close_after_refused_body(
-    req: &mut Request,
-    depot: &mut Depot,
-    res: &mut Response,
-    ctrl: &mut FlowCtrl,
-) {
-    let has_body = !req.body().is_end_stream();
-    ctrl.call_next(req, depot, res).await;
-    let refused = res.status_code.is_some_and(|status| status.as_u16() >= 400);
-    if has_body && refused {
-        res.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
+    Service::new(router)
 }
 
 /// One path: its CORS (its own method in the preflight) and a JSON 405 with `Allow` for every

@@ -182,14 +182,11 @@ async fn trigger(
         headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
         headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
         content_length,
-    )
-    .map_err(body_left_unread)?;
+    )?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
     // to a chunked body, so the limit is counted here while reading.
-    let body = read_at_most(body, MAX_TRIGGER_BODY)
-        .await
-        .map_err(body_left_unread)?;
+    let body = read_at_most(body, MAX_TRIGGER_BODY).await?;
     let accepted = app.publish_trigger(&body).await?;
     let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
     Ok(reply.into_response())
@@ -210,14 +207,6 @@ async fn read_at_most(
         bytes.put(chunk);
     }
     Ok(bytes)
-}
-
-/// hyper closes a connection whose request body was not read to its end, but notices only
-/// after the answer went out without `Connection: close` (hyper `proto/h1/dispatch.rs:239-244`),
-/// so a client could reuse the pooled connection just as it closes (hyperium/hyper#3077).
-fn body_left_unread(mut error: ApiError) -> ApiError {
-    error.headers.push(("connection", "close".to_owned()));
-    error
 }
 
 async fn health(app: App) -> impl Reply {
