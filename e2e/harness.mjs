@@ -1,0 +1,234 @@
+// Plumbing shared by the tests and the screenshot script: the six server processes (started from
+// the workspace's built binaries, stopped by their own PIDs) and a headless Chromium.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const E2E_DIR = dirname(fileURLToPath(import.meta.url));
+export const REPO_DIR = resolve(E2E_DIR, '..');
+export const RESULTS_DIR = join(E2E_DIR, 'test-results');
+
+// Where the server binaries are (`cargo build` output); E2E_BIN_DIR overrides.
+export const BIN_DIR = resolve(process.env.E2E_BIN_DIR || join(REPO_DIR, 'target', 'debug'));
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const HOST = '127.0.0.1';
+
+// Settings the tests rely on: fast ticks, a short reconnection delay, heartbeats well inside it.
+export const SETTINGS = { TICK_MS: 300, RETRY_MS: 1000, HEARTBEAT_MS: 1000 };
+
+export const FRAMEWORKS = [
+  { key: 'axum', pkg: 'axum-example', port: 3001 },
+  { key: 'actix-web', pkg: 'actix-web-example', port: 3002 },
+  { key: 'warp', pkg: 'warp-example', port: 3003 },
+  { key: 'rocket', pkg: 'rocket-example', port: 3004 },
+  { key: 'poem', pkg: 'poem-example', port: 3005 },
+  { key: 'salvo', pkg: 'salvo-example', port: 3006 },
+];
+
+const READY_TIMEOUT_MS = 15_000;   // from spawn to the `listening on http://` line
+const TERM_TIMEOUT_MS = 4_000;     // SIGTERM → exit (the contract says 2 s), then SIGKILL
+const KILL_TIMEOUT_MS = 2_000;     // SIGKILL → exit
+const OUTPUT_KEEP = 64 * 1024;     // characters of each server's output kept for diagnostics
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+// `promise`, or `fallback()` once `ms` pass — whichever comes first. The timer is cleared either
+// way, so a bound that was not needed does not keep the process alive.
+function within(promise, ms, fallback) {
+  let timer;
+  const expired = new Promise((done) => { timer = setTimeout(() => done(fallback()), ms); });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+// Every child still running, and every browser profile not yet removed: cleaned up if this
+// process goes away without doing it itself.
+const running = new Set();
+const profiles = new Set();
+process.on('exit', () => {
+  for (const child of running) { try { child.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const dir of profiles) { try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ } }
+});
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const child of running) { try { child.kill('SIGKILL'); } catch { /* gone */ } }
+    process.exit(130);
+  });
+}
+
+/** One example server binary on its default port. */
+export class Server {
+  constructor({ key, pkg, port }) {
+    Object.assign(this, { key, pkg, port });
+    this.bin = join(BIN_DIR, pkg);
+    this.base = `http://${HOST}:${port}`;
+    this.child = null;
+    this.output = '';
+    this.exited = null;      // Promise of { code, signal } for the current child
+    this.starts = 0;
+  }
+
+  get pid() { return this.child?.pid; }
+
+  /** Spawns the binary and resolves once it printed `listening on http://` (bounded). */
+  async start() {
+    if (this.child) throw new Error(`${this.pkg} is already running (pid ${this.pid})`);
+    this.starts += 1;
+    this.output += `--- start ${this.starts} (${new Date().toISOString()})\n`;
+    const child = spawn(this.bin, [], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        HOST, PORT: String(this.port),
+        TICK_MS: String(SETTINGS.TICK_MS), RETRY_MS: String(SETTINGS.RETRY_MS), HEARTBEAT_MS: String(SETTINGS.HEARTBEAT_MS),
+        // Empty counts as unset: defaults, whatever the calling shell exported.
+        REPLAY_CAPACITY: '', MAX_CLIENTS: '', CLIENT_BUFFER: '', TRIGGER_TOKEN: '', CORS_ORIGIN: '',
+        RUST_LOG: 'info', NO_COLOR: '1',
+      },
+    });
+    this.child = child;
+    running.add(child);
+    this.exited = new Promise((done) => child.once('exit', (code, signal) => {
+      running.delete(child);
+      if (this.child === child) this.child = null;
+      done({ code, signal });
+    }));
+    const spawned = new Promise((done, fail) => { child.once('spawn', done); child.once('error', fail); });
+
+    let seen = '';
+    const ready = new Promise((done) => {
+      const onData = (chunk) => {
+        const text = chunk.toString();
+        this.output = (this.output + text).slice(-OUTPUT_KEEP);
+        seen += text;
+        if (seen.includes('listening on http://')) done(true);
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+    });
+    try {
+      await spawned;
+    } catch (err) {
+      running.delete(child);
+      this.child = null;
+      throw new Error(`cannot start ${this.bin}: ${err.message} (build it with cargo build -p ${this.pkg}, or set E2E_BIN_DIR)`);
+    }
+    const outcome = await within(
+      Promise.race([ready.then(() => 'ready'), this.exited.then(({ code, signal }) => `exited (code ${code}, signal ${signal})`)]),
+      READY_TIMEOUT_MS, () => `printed no "listening on http://" line within ${READY_TIMEOUT_MS} ms`);
+    if (outcome !== 'ready') {
+      await this.stop().catch(() => {});
+      throw new Error(`${this.pkg} on port ${this.port} ${outcome}; its output:\n${seen.trim()}`);
+    }
+    return Date.now();
+  }
+
+  /** SIGTERM, wait for the exit (bounded), SIGKILL if it did not go. Resolves to { code, signal }. */
+  async stop() {
+    const child = this.child;
+    if (!child) return null;
+    const exited = this.exited;
+    child.kill('SIGTERM');
+    let result = await within(exited, TERM_TIMEOUT_MS, () => null);
+    if (!result) {
+      child.kill('SIGKILL');
+      result = await within(exited, KILL_TIMEOUT_MS, () => null);
+      if (!result) throw new Error(`${this.pkg} (pid ${child.pid}) did not exit after SIGKILL`);
+      result = { ...result, killed: true };
+    }
+    return result;
+  }
+}
+
+/** Starts every server (one after another: it is a 2-core machine), stopping those started if one fails. */
+export async function startServers(frameworks = FRAMEWORKS) {
+  const servers = frameworks.map((f) => new Server(f));
+  try {
+    for (const server of servers) await server.start();
+  } catch (err) {
+    await stopServers(servers);
+    throw err;
+  }
+  return servers;
+}
+
+export async function stopServers(servers) {
+  const results = await Promise.allSettled(servers.map((server) => server.stop()));
+  const failed = results.filter((r) => r.status === 'rejected').map((r) => r.reason.message);
+  if (failed.length) throw new Error(failed.join('; '));
+}
+
+/** Headless Chromium with a fresh profile directory; close() also removes the profile. */
+export async function launchBrowser({ viewport = { width: 1280, height: 900 }, deviceScaleFactor = 1 } = {}) {
+  const profile = mkdtempSync(join(tmpdir(), 'sse-e2e-chromium-'));
+  profiles.add(profile);
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30_000,
+      viewport,
+      deviceScaleFactor,
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+    });
+  } catch (err) {
+    rmSync(profile, { recursive: true, force: true });
+    profiles.delete(profile);
+    throw new Error(`cannot launch ${CHROMIUM} (install Debian's chromium package, or set CHROMIUM_PATH): ${err.message}`);
+  }
+  const page = context.pages()[0] ?? await context.newPage();
+  page.setDefaultTimeout(10_000);
+  return {
+    context,
+    page,
+    async close() {
+      try {
+        await within(context.close(), 10_000, () => undefined);
+      } finally {
+        rmSync(profile, { recursive: true, force: true });
+        profiles.delete(profile);
+      }
+    },
+  };
+}
+
+/** What a card shows, read from the DOM in one go. */
+export function readCard(page, key) {
+  return page.evaluate((key) => {
+    const card = document.querySelector(`[data-testid="card-${key}"]`);
+    if (!card) return null;
+    const q = (id) => card.querySelector(`[data-testid="${id}"]`);
+    const lastId = q('last-id').textContent.trim();
+    return {
+      state: q('state').dataset.state,
+      stateText: q('state').textContent.trim(),
+      lastId: /^\d+$/.test(lastId) ? Number(lastId) : null,
+      reconnects: Number(q('reconnects').textContent),
+      health: q('health').textContent.trim(),
+      entries: [...card.querySelectorAll('[data-testid="log-entry"]')].map((e) => ({
+        event: e.dataset.event, id: e.dataset.id, data: e.querySelector('code')?.textContent ?? '', gap: e.classList.contains('gap'),
+      })),
+    };
+  }, key);
+}
+
+/** Polls `check` (which returns a truthy value when done) until it passes or `timeout` ms pass. */
+export async function waitUntil(check, { timeout = 10_000, interval = 100, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+}
+
+export { sleep };
