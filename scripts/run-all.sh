@@ -19,8 +19,9 @@ trap stop INT TERM EXIT
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 for package in "${packages[@]}"; do
-  # Output goes through a prefixing sed; $! is the server's own PID.
-  "$target_dir/debug/$package" > >(sed -u "s/^/[$package] /") 2>&1 &
+  # Output goes through a prefixing sed that ignores Ctrl-C, so that it keeps reading until the
+  # server has logged its shutdown and exited; $! is the server's own PID.
+  "$target_dir/debug/$package" > >(trap '' INT TERM; sed -u "s/^/[$package] /") 2>&1 &
   pids+=($!)
 done
 

@@ -6,12 +6,16 @@ use std::net::{SocketAddr, TcpListener};
 
 use crate::config::{Config, Framework};
 
-/// Logs to stdout with the configured filter (already validated by [`Config`]).
+/// Logs to stdout with the configured filter (already validated by [`Config`]). A log line that
+/// cannot be written (the reader of a piped stdout went away) is dropped: tracing's default
+/// would report it on stderr, and a broken stderr makes that report panic — in whichever task
+/// logged, the signal handler included, so the server would never shut down.
 pub fn init_logging(config: &Config) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
         .with_ansi(std::io::stdout().is_terminal())
         .with_target(false)
+        .log_internal_errors(false)
         .init();
 }
 
