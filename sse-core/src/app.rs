@@ -76,7 +76,7 @@ impl App {
     /// The checks of `POST /trigger` that need only the request head, in the contract's order:
     /// 401, 415, then 413 for a declared length over the limit. The body is left unread, so a
     /// refusal closes the connection.
-    pub fn check_trigger_head(
+    fn check_trigger_head(
         &self,
         authorization: Option<&[u8]>,
         content_type: Option<&[u8]>,
@@ -86,6 +86,22 @@ impl App {
             .and_then(|()| check_content_type(content_type))
             .and_then(|()| check_content_length(content_length))
             .map_err(ApiError::closing_connection)
+    }
+
+    /// The checks of `POST /trigger` that need only the request head, in the contract's order
+    /// (401, 415, then 413 for a declared length over the limit), with the headers looked up
+    /// by their lower-case names. Read the body only after these pass.
+    pub fn check_trigger_headers<'a>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), ApiError> {
+        let content_length = header("content-length")
+            .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok());
+        self.check_trigger_head(
+            header("authorization"),
+            header("content-type"),
+            content_length,
+        )
     }
 
     /// Validates a trigger body (400) and publishes it.

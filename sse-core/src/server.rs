@@ -1,10 +1,45 @@
 //! Process plumbing every example shares: logging, binding with the contract's errors, the
 //! startup banner, and waiting for SIGINT/SIGTERM.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 
+use crate::app::App;
 use crate::config::{Config, Framework};
+
+/// A server ready to serve: what [`start`] hands to the framework.
+pub struct Started {
+    pub app: App,
+    /// Bound and non-blocking.
+    pub listener: TcpListener,
+    /// Completes on SIGINT or SIGTERM (handlers already installed).
+    pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Everything before serving, in the contract's order: settings (a bad one exits 2), logging,
+/// binding (a port in use exits 1), the shared state, signal handlers, the `listening on`
+/// banner, and the tick clock. Call it inside the framework's tokio runtime.
+pub fn start(framework: Framework) -> Started {
+    let config = Config::load_or_exit(framework);
+    init_logging(&config);
+    let listener = bind_or_exit(&config, framework);
+    let app = App::new(framework, config);
+    let signal = Box::pin(shutdown_signal());
+    announce(
+        framework,
+        listener
+            .local_addr()
+            .expect("a bound listener has an address"),
+    );
+    app.start_ticker();
+    Started {
+        app,
+        listener,
+        signal,
+    }
+}
 
 /// Logs to stdout with the configured filter (already validated by [`Config`]). A log line that
 /// cannot be written (the reader of a piped stdout went away) is dropped: tracing's default

@@ -20,8 +20,8 @@ use actix_web::web::{self, ThinData};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Responder, ResponseError};
 use actix_web_lab::sse;
 use futures_util::StreamExt;
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
-use sse_core::{ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY};
+use sse_core::server::{Started, start};
+use sse_core::{ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY};
 
 const FRAMEWORK: Framework = Framework {
     name: "actix-web",
@@ -31,13 +31,11 @@ const FRAMEWORK: Framework = Framework {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let config = Config::load_or_exit(FRAMEWORK);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, FRAMEWORK);
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(FRAMEWORK, listener.local_addr()?);
-    app.start_ticker();
+    let Started {
+        app,
+        listener,
+        signal,
+    } = start(FRAMEWORK);
 
     let routes = {
         let app = app.clone();
@@ -139,16 +137,7 @@ async fn trigger(
     body: web::Payload,
 ) -> Result<HttpResponse, ErrorResponse> {
     let headers = request.headers();
-    let content_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    app.check_trigger_head(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes),
-        content_length,
-    )?;
+    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // A raw `Payload`, read only now: the `Json` and `Bytes` extractors would read (and size)
     // the body before the handler runs, answering 413 ahead of 401 and 415.
     let body = body

@@ -2,24 +2,16 @@
 //! open streams cannot hold hostage. The routes are in `lib.rs`.
 
 use axum_example::{FRAMEWORK, router};
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
-use sse_core::{App, Config};
+use sse_core::server::{Started, start};
 
 #[tokio::main]
 async fn main() {
-    let config = Config::load_or_exit(FRAMEWORK);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, FRAMEWORK);
+    let Started {
+        app,
+        listener,
+        signal,
+    } = start(FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(
-        FRAMEWORK,
-        listener
-            .local_addr()
-            .expect("bound listener has an address"),
-    );
-    app.start_ticker();
 
     // Ending every stream when the signal arrives is what lets axum's graceful shutdown finish:
     // it waits for open responses, and an event stream never ends by itself.

@@ -18,9 +18,7 @@ use std::task::{Context, Poll, ready};
 
 use futures_util::StreamExt;
 use poem::error::{CorsError, MethodNotAllowedError, NotFoundError, ReadBodyError, ResponseError};
-use poem::http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-};
+use poem::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
 use poem::http::uri::Scheme;
 use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use poem::listener::{Acceptor, TcpAcceptor};
@@ -29,9 +27,9 @@ use poem::web::{Data, Html, LocalAddr, RemoteAddr};
 use poem::{
     Body, Endpoint, EndpointExt, Request, Response, Route, RouteMethod, Server, get, handler, post,
 };
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
     MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -45,18 +43,13 @@ const FRAMEWORK: Framework = Framework {
 
 #[tokio::main]
 async fn main() {
-    let config = Config::load_or_exit(FRAMEWORK);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, FRAMEWORK);
-    let address = listener
-        .local_addr()
-        .expect("bound listener has an address");
+    let Started {
+        app,
+        listener,
+        signal,
+    } = start(FRAMEWORK);
     let acceptor =
         HangUpAware(TcpAcceptor::from_std(listener).expect("listener joins the runtime"));
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(FRAMEWORK, address);
-    app.start_ticker();
 
     // poem's graceful shutdown waits for every open response, and an event stream never ends by
     // itself: end the streams when the signal arrives. poem's own timeout then drops whatever
@@ -183,14 +176,7 @@ async fn trigger(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, JsonError> {
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    app.check_trigger_head(
-        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
-        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
-        content_length,
-    )?;
+    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // poem has no default limit, and its `SizeLimit` trusts `Content-Length` alone (411 without
     // it), so the limit is applied while reading: a chunked body gets its 413 too.

@@ -16,15 +16,13 @@ use futures_util::{StreamExt, future, stream};
 use salvo::affix_state;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::cors::Cors;
-use salvo::http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-};
+use salvo::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
 use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
 use salvo::prelude::*;
 use salvo::sse::{SseEvent, SseKeepAlive};
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
     MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
 };
 
@@ -36,20 +34,13 @@ const FRAMEWORK: Framework = Framework {
 
 #[tokio::main]
 async fn main() {
-    let config = Config::load_or_exit(FRAMEWORK);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, FRAMEWORK);
+    let Started {
+        app,
+        listener,
+        signal,
+    } = start(FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(
-        FRAMEWORK,
-        acceptor
-            .local_addr()
-            .expect("bound listener has an address"),
-    );
-    app.start_ticker();
 
     // salvo handles no signals itself. Its graceful stop waits for open responses, and an event
     // stream never ends by itself: end every stream first, and let salvo's own timeout cut any
@@ -182,14 +173,7 @@ async fn trigger(
 ) -> Result<(StatusCode, Text<String>), ErrorResponse> {
     let app = state(depot);
     let headers = req.headers();
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    app.check_trigger_head(
-        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
-        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
-        content_length,
-    )?;
+    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     let body = req
         .payload_with_max_size(MAX_TRIGGER_BODY)

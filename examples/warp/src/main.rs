@@ -15,14 +15,13 @@ use std::pin::pin;
 
 use bytes::BufMut;
 use futures_util::{Stream, StreamExt};
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, Config, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+    ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE,
 };
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
@@ -37,19 +36,12 @@ const FRAMEWORK: Framework = Framework {
 
 #[tokio::main]
 async fn main() {
-    let config = Config::load_or_exit(FRAMEWORK);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, FRAMEWORK);
+    let Started {
+        app,
+        listener,
+        signal,
+    } = start(FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(
-        FRAMEWORK,
-        listener
-            .local_addr()
-            .expect("bound listener has an address"),
-    );
-    app.start_ticker();
 
     // warp's graceful shutdown waits for every open response, and an event stream never ends
     // by itself: ending the streams when the signal arrives is what lets it finish.
@@ -175,14 +167,7 @@ async fn trigger(
     headers: HeaderMap,
     body: impl Stream<Item = Result<impl Buf, warp::Error>>,
 ) -> Result<Response, JsonError> {
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    app.check_trigger_head(
-        headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
-        headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
-        content_length,
-    )?;
+    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
     // to a chunked body, so the limit is counted here while reading.
