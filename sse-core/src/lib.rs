@@ -6,7 +6,7 @@
 //! - [`request`]: trigger validation, authorization, `Last-Event-ID` handling;
 //! - [`app`]: the contract's answers built from those, the tick clock and shutdown;
 //! - [`stream`]: the `/events` body as bytes, for frameworks that stream raw bytes;
-//! - [`server`]: logging, binding, the startup banner, signals;
+//! - [`server`]: `start` (settings, logging, binding, signals, the startup banner, the ticker);
 //! - [`error`]: the JSON error answers.
 //!
 //! The contract itself is `CONTRACT.md` at the workspace root.

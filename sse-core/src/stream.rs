@@ -19,7 +19,10 @@ pub struct EventStreamBody {
     retry: Option<Bytes>,
     subscription: Subscription,
     heartbeat_every: Duration,
+    /// Fires at the latest moment a heartbeat may be due; checked against `last_write` when it
+    /// fires rather than moved on every write, which keeps timer work off the per-event path.
     heartbeat: Pin<Box<Sleep>>,
+    last_write: Instant,
 }
 
 impl EventStreamBody {
@@ -29,12 +32,12 @@ impl EventStreamBody {
             subscription,
             heartbeat_every,
             heartbeat: Box::pin(sleep(heartbeat_every)),
+            last_write: Instant::now(),
         }
     }
 
     fn written(&mut self, bytes: Bytes) -> Poll<Option<Bytes>> {
-        let next = Instant::now() + self.heartbeat_every;
-        self.heartbeat.as_mut().reset(next);
+        self.last_write = Instant::now();
         Poll::Ready(Some(bytes))
     }
 }
@@ -51,9 +54,18 @@ impl Stream for EventStreamBody {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        match self.heartbeat.as_mut().poll(cx) {
-            Poll::Ready(()) => self.written(Bytes::from_static(HEARTBEAT)),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if self.heartbeat.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_write + self.heartbeat_every;
+            if due <= Instant::now() {
+                let next = Instant::now() + self.heartbeat_every;
+                self.heartbeat.as_mut().reset(next);
+                return self.written(Bytes::from_static(HEARTBEAT));
+            }
+            // Something was written since the timer was set: wait until a heartbeat is due.
+            self.heartbeat.as_mut().reset(due);
         }
     }
 }
