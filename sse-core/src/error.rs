@@ -3,6 +3,7 @@
 //! an [`ApiError`] into its own response type in a few lines.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The `Content-Type` of every error body.
 pub const ERROR_CONTENT_TYPE: &str = "application/json";
@@ -75,6 +76,21 @@ impl ApiError {
     /// into a closing connection. Refusals made before the body is read carry this.
     pub fn closing_connection(self) -> Self {
         self.with_header("connection", "close")
+    }
+
+    /// The request body did not arrive in full within `limit` (it stalled, or its
+    /// `Content-Length` promised more than was sent). The body is left unread: see
+    /// [`ApiError::closing_connection`].
+    pub fn request_timeout(limit: Duration) -> Self {
+        Self::new(
+            408,
+            format!(
+                "the request body did not arrive in full within {} s; send the whole body, \
+                 exactly as many bytes as Content-Length says",
+                limit.as_secs()
+            ),
+        )
+        .closing_connection()
     }
 
     pub fn unsupported_media_type(got: Option<&str>) -> Self {

@@ -26,6 +26,7 @@ pub use encode::{EventName, HEARTBEAT, payload_text, retry_block};
 pub use error::{ApiError, ERROR_CONTENT_TYPE};
 pub use hub::{Event, Hub, HubLimits, Subscription};
 pub use request::MAX_TRIGGER_BODY;
+pub use server::{REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, read_body_in_time};
 pub use stream::EventStreamBody;
 
 /// The contract's headers for an event stream (CORS comes from each framework's own layer).

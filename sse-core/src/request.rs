@@ -59,7 +59,8 @@ pub fn check_content_length(content_length: Option<u64>) -> Result<(), ApiError>
     }
 }
 
-/// 400 unless the body is a JSON object with `data` and, optionally, a valid `event` name.
+/// 400 unless the body is a JSON object with `data` and, optionally, a valid `event` name,
+/// each member given once.
 pub fn parse_trigger(body: &[u8]) -> Result<Trigger, ApiError> {
     const EXAMPLE: &str = r#"{"event":"greeting","data":"hello"}"#;
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| {
@@ -73,6 +74,13 @@ pub fn parse_trigger(body: &[u8]) -> Result<Trigger, ApiError> {
             json_kind(&value)
         )));
     };
+    // serde_json keeps the last of two equal names; another parser in front of this server
+    // may keep the first (RFC 8259 §4 leaves it open), so a repeated member is refused.
+    if let Err(error) = serde_json::from_slice::<UniqueMembers>(body) {
+        return Err(ApiError::bad_request(format!(
+            "{error}; send each member once, like {EXAMPLE}"
+        )));
+    }
     let event = match object.get("event") {
         None => EventName::message(),
         Some(serde_json::Value::String(name)) => EventName::custom(name)?,
@@ -93,6 +101,39 @@ pub fn parse_trigger(body: &[u8]) -> Result<Trigger, ApiError> {
         event,
         text: payload_text(&data),
     })
+}
+
+/// Deserializes only to check that no top-level member name repeats.
+struct UniqueMembers;
+
+impl<'de> serde::Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMembers;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMembers, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(name.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the member {name:?} appears twice"
+                        )));
+                    }
+                }
+                Ok(UniqueMembers)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -198,7 +239,7 @@ mod tests {
 
     #[test]
     fn parse_trigger_refuses_with_a_sentence() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"", "not valid JSON"),
             (b"{", "not valid JSON"),
             (b"\xff", "not valid JSON"),
@@ -207,6 +248,14 @@ mod tests {
             (br#"{"event":5,"data":1}"#, "got a number"),
             (br#"{"event":"a b","data":1}"#, r#"got "a b""#),
             (br#"{"event":"tick","data":1}"#, "reserved"),
+            (
+                br#"{"data":1,"data":2}"#,
+                r#"the member "data" appears twice"#,
+            ),
+            (
+                br#"{"event":"a","x":{"event":1},"event":"b","data":1}"#,
+                r#"the member "event" appears twice"#,
+            ),
         ];
         for (body, needle) in cases {
             let error = parse_trigger(body).unwrap_err();

@@ -5,9 +5,31 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::app::App;
 use crate::config::{Config, Framework};
+use crate::error::ApiError;
+
+/// How long a client may take to send a request head (request line and headers), so that a
+/// client trickling its headers (slowloris) or sending none holds a connection for at most this
+/// long. Generous for any real client; every example sets its framework's head timeout to it.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a `POST /trigger` body may take to arrive in full after its head, so that a body
+/// that stalls (or a `Content-Length` larger than what is sent) cannot hold a connection and a
+/// handler forever: it gets 408 instead. A trigger body is at most 64 KiB.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads a request body within [`REQUEST_BODY_TIMEOUT`], for frameworks that have no body
+/// timeout of their own: a body that has not arrived in full by then gets 408.
+pub async fn read_body_in_time<T>(
+    read: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(REQUEST_BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::request_timeout(REQUEST_BODY_TIMEOUT)))
+}
 
 /// A server ready to serve: what [`start`] hands to the framework.
 pub struct Started {
@@ -101,5 +123,24 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             _ = interrupt.recv() => "SIGINT",
         };
         tracing::info!("{name} received");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_arrives_gets_408_and_closes() {
+        let error = read_body_in_time(std::future::pending::<Result<(), ApiError>>())
+            .await
+            .unwrap_err();
+        assert_eq!(error.status, 408);
+        assert!(error.headers.contains(&("connection", "close".to_owned())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_in_time_passes_through() {
+        assert_eq!(read_body_in_time(async { Ok(7) }).await, Ok(7));
     }
 }

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use actix_web::http::KeepAlive;
 use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
@@ -21,7 +22,10 @@ use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Responder, Resp
 use actix_web_lab::sse;
 use futures_util::StreamExt;
 use sse_core::server::{Started, start};
-use sse_core::{ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY};
+use sse_core::{
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY,
+    REQUEST_HEAD_TIMEOUT, read_body_in_time,
+};
 
 const FRAMEWORK: Framework = Framework {
     name: "actix-web",
@@ -54,6 +58,12 @@ async fn main() -> std::io::Result<()> {
         }
     };
     let server = HttpServer::new(routes)
+        // A head still incomplete after this gets 408 and the connection closes (actix-web's
+        // default is the same 5 s)...
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        // ...but only a connection's first head is timed: on a kept-alive connection the next
+        // head, once its first byte is in, could trickle forever. One request per connection.
+        .keep_alive(KeepAlive::Disabled)
         // By default a client's EOF counts as a half-close and the stream goes on until a write
         // fails (the second heartbeat after the close); this ends it at the EOF.
         .h1_allow_half_closed(false)
@@ -139,12 +149,15 @@ async fn trigger(
     let headers = request.headers();
     app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // A raw `Payload`, read only now: the `Json` and `Bytes` extractors would read (and size)
-    // the body before the handler runs, answering 413 ahead of 401 and 415.
-    let body = body
-        .to_bytes_limited(MAX_TRIGGER_BODY)
-        .await
-        .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
-        .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+    // the body before the handler runs, answering 413 ahead of 401 and 415. actix-web has no
+    // body timeout of its own, hence the shared one (408).
+    let body = read_body_in_time(async {
+        body.to_bytes_limited(MAX_TRIGGER_BODY)
+            .await
+            .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
+            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))
+    })
+    .await?;
     let accepted = app.publish_trigger(&body).await?;
     Ok(HttpResponse::Accepted()
         .content_type(ContentType::json())

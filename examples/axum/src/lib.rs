@@ -10,6 +10,7 @@
 //! `curl -X POST http://127.0.0.1:3001/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
 
 use std::convert::Infallible;
+use std::error::Error;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,9 +23,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use futures_util::StreamExt;
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT,
 };
 use tower_http::cors::CorsLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
 
 pub const FRAMEWORK: Framework = Framework {
     name: "axum",
@@ -46,7 +49,12 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/trigger",
-            with_cors(post(trigger), &[Method::POST], &origin),
+            with_cors(
+                // A body that has not arrived in full by the deadline fails to read (408).
+                post(trigger).layer(RequestBodyDeadlineLayer::new(REQUEST_BODY_TIMEOUT)),
+                &[Method::POST],
+                &origin,
+            ),
         )
         .route(
             "/health",
@@ -124,8 +132,11 @@ async fn trigger(State(app): State<App>, request: Request) -> Result<Response, E
     let body = axum::body::to_bytes(request.into_body(), MAX_TRIGGER_BODY)
         .await
         .map_err(|error| {
-            if error.into_inner().is::<http_body_util::LengthLimitError>() {
+            let error = error.into_inner();
+            if error.is::<http_body_util::LengthLimitError>() {
                 ApiError::payload_too_large(MAX_TRIGGER_BODY)
+            } else if caused_by::<TimeoutError>(&*error) {
+                ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
             } else {
                 ApiError::bad_request("the request body could not be read to its end")
             }
@@ -137,6 +148,18 @@ async fn trigger(State(app): State<App>, request: Request) -> Result<Response, E
         accepted.body(),
     )
         .into_response())
+}
+
+/// Whether `error` or one of its sources is an `E` (body errors arrive wrapped in axum's).
+fn caused_by<E: Error + 'static>(error: &(dyn Error + 'static)) -> bool {
+    let mut error = Some(error);
+    while let Some(current) = error {
+        if current.is::<E>() {
+            return true;
+        }
+        error = current.source();
+    }
+    false
 }
 
 async fn health(State(app): State<App>) -> impl IntoResponse {

@@ -1,7 +1,13 @@
 //! The axum-example process: settings, binding, the tick clock, and a graceful shutdown that
 //! open streams cannot hold hostage. The routes are in `lib.rs`.
 
+use axum::serve::Listener;
 use axum_example::{FRAMEWORK, router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use sse_core::REQUEST_HEAD_TIMEOUT;
 use sse_core::server::{Started, start};
 
 #[tokio::main]
@@ -9,21 +15,36 @@ async fn main() {
     let Started {
         app,
         listener,
-        signal,
+        mut signal,
     } = start(FRAMEWORK);
-    let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
+    let mut listener =
+        tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
+    let router = router(app.clone());
 
-    // Ending every stream when the signal arrives is what lets axum's graceful shutdown finish:
-    // it waits for open responses, and an event stream never ends by itself.
-    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown({
-        let app = app.clone();
-        async move {
-            signal.await;
-            app.shutdown();
+    // Served with hyper's own connection builder, as axum's "serve-with-hyper" example does,
+    // because `axum::serve` gives hyper no timer and so no request-head timeout (a client
+    // trickling its headers would hold its connection forever); the loop is `axum::serve`'s.
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let connections = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            // axum's `Listener` retries failed accepts (too many open files) itself.
+            (stream, _) = Listener::accept(&mut listener) => {
+                let service = TowerToHyperService::new(router.clone());
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(connections.watch(connection));
+            }
+            () = &mut signal => break,
         }
-    });
+    }
+    drop(listener);
+    // Ending every stream is what lets the graceful shutdown finish: it waits for open
+    // responses, and an event stream never ends by itself.
+    app.shutdown();
     tokio::select! {
-        result = serve => result.expect("server error"),
+        () = connections.shutdown() => {}
         () = app.shutdown_deadline() => {}
     }
 }

@@ -30,10 +30,11 @@ use poem::{
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
+    MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE, read_body_in_time,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Sleep, sleep};
 
 const FRAMEWORK: Framework = Framework {
     name: "poem",
@@ -179,14 +180,17 @@ async fn trigger(
     app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // poem has no default limit, and its `SizeLimit` trusts `Content-Length` alone (411 without
-    // it), so the limit is applied while reading: a chunked body gets its 413 too.
-    let body = body
-        .into_bytes_limit(MAX_TRIGGER_BODY)
-        .await
-        .map_err(|error| match error {
-            ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
-            _ => ApiError::bad_request("the request body could not be read to its end"),
-        })?;
+    // it), so the limit is applied while reading: a chunked body gets its 413 too. Nor has it a
+    // body timeout: the shared one (408).
+    let body = read_body_in_time(async {
+        body.into_bytes_limit(MAX_TRIGGER_BODY)
+            .await
+            .map_err(|error| match error {
+                ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
+                _ => ApiError::bad_request("the request body could not be read to its end"),
+            })
+    })
+    .await?;
     let accepted = app.publish_trigger(&body).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
@@ -244,6 +248,7 @@ impl ResponseError for JsonError {
 /// succeeds, so a stream would outlive its client until a second write failed. Connections
 /// from this acceptor refuse every write once the client has closed its side (hyper serves no
 /// half-closed connections anyway), so the next write ends the stream and frees the client.
+/// They also time request heads: see [`HeadDeadline`].
 struct HangUpAware(TcpAcceptor);
 
 impl Acceptor for HangUpAware {
@@ -258,6 +263,7 @@ impl Acceptor for HangUpAware {
         let stream = HangUpAwareStream {
             stream,
             hung_up: false,
+            head: HeadDeadline::new(),
         };
         Ok((stream, local, remote, scheme))
     }
@@ -266,6 +272,7 @@ impl Acceptor for HangUpAware {
 struct HangUpAwareStream {
     stream: TcpStream,
     hung_up: bool,
+    head: HeadDeadline,
 }
 
 impl AsyncRead for HangUpAwareStream {
@@ -274,9 +281,13 @@ impl AsyncRead for HangUpAwareStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.head.expired(cx) {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
         let (room, filled) = (buf.remaining(), buf.filled().len());
         let read = ready!(Pin::new(&mut self.stream).poll_read(cx, buf));
         self.hung_up |= read.is_ok() && room > 0 && buf.filled().len() == filled;
+        self.head.read(&buf.filled()[filled..]);
         Poll::Ready(read)
     }
 }
@@ -290,6 +301,7 @@ impl AsyncWrite for HangUpAwareStream {
         if self.hung_up {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
+        self.head.responding();
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -299,5 +311,117 @@ impl AsyncWrite for HangUpAwareStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// poem's `Server` builds its hyper connections itself, with no timer, so hyper's request-head
+/// timeout is off and cannot be set (`server.rs:450`): a client trickling its headers would
+/// hold its connection forever. This gives each head [`REQUEST_HEAD_TIMEOUT`] from the accept
+/// (or from the first byte after a response), until the blank line that ends it arrives; a read
+/// after the deadline fails, and hyper closes the connection. Bodies and streams are untimed.
+struct HeadDeadline {
+    /// Running while a head is awaited.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Where the bytes read stand in looking for the blank line that ends the head.
+    line: Line,
+    /// A response has begun since the last head ended: the next bytes read start a new head.
+    responded: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Line {
+    /// No byte of the head yet (empty lines before a request are skipped, as hyper does).
+    Before,
+    Text,
+    Start,
+    StartCr,
+}
+
+impl HeadDeadline {
+    fn new() -> Self {
+        Self {
+            deadline: Some(Box::pin(sleep(REQUEST_HEAD_TIMEOUT))),
+            line: Line::Before,
+            responded: false,
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    fn read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.deadline.is_none() {
+            if !self.responded {
+                return; // the body of the request being answered
+            }
+            *self = Self::new();
+        }
+        for &byte in bytes {
+            self.line = match (self.line, byte) {
+                (Line::Start | Line::StartCr, b'\n') => {
+                    self.deadline = None;
+                    return;
+                }
+                (Line::Before, b'\r' | b'\n') => Line::Before,
+                (Line::Start, b'\r') => Line::StartCr,
+                (_, b'\n') => Line::Start,
+                _ => Line::Text,
+            };
+        }
+    }
+
+    /// Whatever hyper writes answers a head it has read in full.
+    fn responding(&mut self) {
+        self.deadline = None;
+        self.responded = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(head: &HeadDeadline) -> bool {
+        head.deadline.is_some()
+    }
+
+    #[tokio::test]
+    async fn a_head_is_timed_until_its_blank_line_in_any_split() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: x\n\n",
+        ] {
+            for split in 0..=head.len() {
+                let mut deadline = HeadDeadline::new();
+                deadline.read(&head[..split]);
+                assert_eq!(timing(&deadline), split < head.len(), "split at {split}");
+                deadline.read(&head[split..]);
+                assert!(!timing(&deadline));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_a_request_end_no_head() {
+        let mut deadline = HeadDeadline::new();
+        deadline.read(b"\r\n\r\n\n\nGET / HTTP/1.1\r\n");
+        assert!(timing(&deadline));
+    }
+
+    #[tokio::test]
+    async fn the_next_head_is_timed_after_a_response_not_the_body_before_it() {
+        let mut deadline = HeadDeadline::new();
+        deadline.read(b"POST /trigger HTTP/1.1\r\nContent-Length: 2\r\n\r\n");
+        deadline.read(b"{}");
+        assert!(!timing(&deadline));
+        deadline.responding();
+        deadline.read(b"GET /");
+        assert!(timing(&deadline));
     }
 }

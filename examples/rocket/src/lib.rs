@@ -25,7 +25,7 @@ use rocket::route::{self, Handler, Route};
 use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
 use sse_core::{
     ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, EventStreamBody, Framework,
-    MAX_TRIGGER_BODY,
+    MAX_TRIGGER_BODY, read_body_in_time,
 };
 
 pub const FRAMEWORK: Framework = Framework {
@@ -97,13 +97,29 @@ async fn trigger(
 ) -> Result<(Status, RawJson<String>), JsonError> {
     app.check_trigger_headers(|name| headers.0.get_one(name).map(str::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
-    let body = body
-        .open(MAX_TRIGGER_BODY.bytes())
-        .into_bytes()
-        .await
-        .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+    // Rocket has no body timeout of its own, hence the shared one (408).
+    let body = read_body_in_time(async {
+        body.open(MAX_TRIGGER_BODY.bytes())
+            .into_bytes()
+            .await
+            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))
+    })
+    .await?;
     if !body.is_complete() {
         return Err(ApiError::payload_too_large(MAX_TRIGGER_BODY).into());
+    }
+    // Rocket peeks at the first bytes of every body before routing and, when the client goes
+    // away mid-body, keeps what it got as if it were all: a body shorter than declared is cut.
+    let declared = headers
+        .0
+        .get_one("content-length")
+        .and_then(|n| n.trim().parse().ok());
+    if let Some(declared) = declared.filter(|&declared: &usize| declared != body.len()) {
+        return Err(ApiError::bad_request(format!(
+            "the request body ended after {} bytes, before the {declared} its Content-Length declared",
+            body.len()
+        ))
+        .into());
     }
     let accepted = app.publish_trigger(&body).await?;
     Ok((Status::Accepted, RawJson(accepted.body())))

@@ -10,12 +10,14 @@
 //! `curl -X POST http://127.0.0.1:3006/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
 
 use std::convert::Infallible;
+use std::io;
 use std::time::Duration;
 
 use futures_util::{StreamExt, future, stream};
 use salvo::affix_state;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::cors::Cors;
+use salvo::fuse::FuseConfig;
 use salvo::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
 use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
 use salvo::prelude::*;
@@ -23,7 +25,7 @@ use salvo::sse::{SseEvent, SseKeepAlive};
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, SHUTDOWN_GRACE,
+    MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
 };
 
 const FRAMEWORK: Framework = Framework {
@@ -42,10 +44,15 @@ async fn main() {
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
 
+    // salvo's fuse already cuts a request head off after 30 s; the shared, shorter limit here,
+    // and a limit on a stalled body (off by default), which the trigger answers with 408.
+    let fuse = FuseConfig::default()
+        .with_http1_header_timeout(REQUEST_HEAD_TIMEOUT)
+        .with_request_body_timeout(REQUEST_BODY_TIMEOUT);
     // salvo handles no signals itself. Its graceful stop waits for open responses, and an event
     // stream never ends by itself: end every stream first, and let salvo's own timeout cut any
     // connection that is still open after the grace period (a client that stopped reading).
-    let server = Server::new(acceptor);
+    let server = Server::new(acceptor).fuse_config(fuse);
     let handle = server.handle();
     tokio::spawn({
         let app = app.clone();
@@ -180,6 +187,13 @@ async fn trigger(
         .await
         .map_err(|error| match error {
             ParseError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
+            ParseError::Other(error)
+                if error
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut) =>
+            {
+                ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
+            }
             _ => ApiError::bad_request("the request body could not be read to its end"),
         })?;
     let accepted = app.publish_trigger(body).await?;

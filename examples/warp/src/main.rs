@@ -12,12 +12,18 @@
 
 use std::convert::Infallible;
 use std::pin::pin;
+use std::time::Duration;
 
 use bytes::BufMut;
 use futures_util::{Stream, StreamExt};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
+    MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, read_body_in_time,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -39,24 +45,38 @@ async fn main() {
     let Started {
         app,
         listener,
-        signal,
+        mut signal,
     } = start(FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
+    let service = warp::service(routes(app.clone()));
 
-    // warp's graceful shutdown waits for every open response, and an event stream never ends
-    // by itself: ending the streams when the signal arrives is what lets it finish.
-    let serve = warp::serve(routes(app.clone()))
-        .incoming(listener)
-        .graceful({
-            let app = app.clone();
-            async move {
-                signal.await;
-                app.shutdown();
-            }
-        })
-        .run();
+    // Served with hyper's own connection builder and warp's filters as a service, because
+    // `warp::serve` gives hyper no timer and so no request-head timeout (a client trickling its
+    // headers would hold its connection forever); the loop is `warp::serve(..).graceful`'s.
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let connections = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = TowerToHyperService::new(service.clone());
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::spawn(connections.watch(connection));
+                }
+                // Out of file descriptors, say: wait a little before accepting again.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    // Ending every stream is what lets the graceful shutdown finish: it waits for open
+    // responses, and an event stream never ends by itself.
+    app.shutdown();
     tokio::select! {
-        () = serve => {}
+        () = connections.shutdown() => {}
         () = app.shutdown_deadline() => {}
     }
 }
@@ -170,8 +190,8 @@ async fn trigger(
     app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
-    // to a chunked body, so the limit is counted here while reading.
-    let body = read_at_most(body, MAX_TRIGGER_BODY).await?;
+    // to a chunked body, so the limit is counted here while reading; nor a timeout (408).
+    let body = read_body_in_time(read_at_most(body, MAX_TRIGGER_BODY)).await?;
     let accepted = app.publish_trigger(&body).await?;
     let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
     Ok(reply.into_response())

@@ -1,0 +1,341 @@
+//! Hostile payloads (contract 2.3 and 4): whatever a client puts in `POST /trigger`, what the
+//! server writes parses, with the conformance parser, into exactly the one event it asked
+//! for. No name or data can inject a field, a comment or an event boundary; invalid and
+//! reserved names are refused.
+//!
+//! The path is the servers' own: `parse_trigger` on the request body, then the hub, which
+//! encodes each event once (`encode_event`) and hands the same bytes to every stream after the
+//! `retry:` block. The bytes are fed to the parser cut at random points, as TCP may deliver them.
+
+use conformance::parser::{Block, LineKind, Parser};
+use futures_util::{FutureExt, StreamExt};
+use proptest::prelude::*;
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
+use serde_json::Value;
+use sse_core::encode::{EventName, encode_event, retry_block};
+use sse_core::request::parse_trigger;
+use sse_core::{Hub, HubLimits};
+
+/// The contract's rule for `event`, written independently of the crate's: one ASCII letter or
+/// digit, then at most 63 of letters, digits and `._:-`; not `tick` or `gap`.
+fn name_is_valid(name: &str) -> bool {
+    let allowed_after = |c: char| c.is_ascii_alphanumeric() || ['.', '_', ':', '-'].contains(&c);
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest: Vec<char> = chars.collect();
+    first_ok
+        && rest.len() <= 63
+        && rest.into_iter().all(allowed_after)
+        && name != "tick"
+        && name != "gap"
+}
+
+/// What a client must receive for a string payload: every CRLF, lone CR and LF becomes LF.
+fn normalised(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' {
+            chars.next_if_eq(&'\n');
+            out.push('\n');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Names on both sides of the rule, each often: valid ones, the 64/65-character edge, the
+/// reserved names and their neighbours, valid names with one hostile character put in
+/// anywhere, and arbitrary strings.
+fn any_name() -> impl Strategy<Value = String> {
+    let hostile = prop::sample::select(vec![
+        "\n", "\r", "\r\n", " ", ":", "\0", "é", "\u{2028}", "/", "\t", "\u{FEFF}", "😀",
+    ]);
+    let spliced = (
+        "[A-Za-z0-9][A-Za-z0-9._:-]{0,8}",
+        hostile,
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(name, bad, at)| {
+            // Valid names are ASCII, so every byte index is a char boundary.
+            let at = at.index(name.len() + 1);
+            format!("{}{bad}{}", &name[..at], &name[at..])
+        });
+    prop_oneof![
+        4 => "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}",
+        2 => "[A-Za-z0-9][a-z0-9._:-]{62,64}",
+        1 => prop::sample::select(vec!["tick", "gap", "Tick", "ticks", "gap:", "message", "0", ""])
+            .prop_map(str::to_owned),
+        1 => "[._:-][A-Za-z0-9]{0,4}",
+        3 => spliced,
+        2 => any::<String>(),
+    ]
+}
+
+/// Strings made to look like the wire: line breaks of every kind, field and comment
+/// look-alikes, NUL, Unicode line separators, a BOM, leading spaces, plus arbitrary text.
+fn hostile_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => prop::sample::select(vec![
+            "\r", "\n", "\r\n", "\n\r", "\r\r", "\n\n", "\0", "\u{2028}", "\u{2029}", "\u{85}",
+            "\u{FEFF}", ":", " ", "  lead", "data:", "data: x", "id:", "id: 99", "event:",
+            "event: tick", "retry:", "retry: 1", ": comment", "", "😀",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[a-z ]{0,6}",
+        1 => any::<String>(),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+/// A float that survives a text round trip through serde_json exactly (its default parser
+/// may be one ULP off for rare values, which would be serde_json's doing, not the server's).
+fn round_tripping_float() -> impl Strategy<Value = Value> {
+    any::<f64>().prop_filter_map("not exactly representable in JSON", |x| {
+        let value = serde_json::Number::from_f64(x).map(Value::Number)?;
+        let back: Value = serde_json::from_str(&value.to_string()).ok()?;
+        (back == value).then_some(value)
+    })
+}
+
+/// Any JSON value, with hostile strings as strings and keys, up to three levels deep.
+fn any_data() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::Bool),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => any::<u64>().prop_map(Value::from),
+        1 => round_tripping_float(),
+        4 => hostile_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(hostile_string(), inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// A trigger a server accepts: a valid name, or none (meaning `message`), and any data.
+fn accepted_trigger() -> impl Strategy<Value = (Option<String>, Value)> {
+    let name = "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}".prop_filter("reserved", |n| name_is_valid(n));
+    (prop::option::weighted(0.8, name), any_data())
+}
+
+fn request_body(name: Option<&str>, data: &Value) -> Vec<u8> {
+    let mut body = serde_json::Map::new();
+    if let Some(name) = name {
+        body.insert("event".into(), name.into());
+    }
+    body.insert("data".into(), data.clone());
+    serde_json::to_vec(&Value::Object(body)).unwrap()
+}
+
+/// Feeds `bytes` cut at the given points (taken modulo the length, so they may repeat and
+/// make empty chunks), then ends the stream. Returns the blocks and the parser, after
+/// checking that nothing was left unterminated.
+fn parse_in_chunks(bytes: &[u8], cuts: &[usize]) -> Result<(Vec<Block>, Parser), TestCaseError> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut parser = Parser::new();
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    for end in cuts.into_iter().chain([bytes.len()]) {
+        blocks.extend(parser.feed(&bytes[start..end]));
+        start = end;
+    }
+    prop_assert_eq!(parser.finish(), Vec::<String>::new(), "unterminated lines");
+    Ok((blocks, parser))
+}
+
+/// The block is the event asked for and nothing else: only `id`, `event` and `data` fields,
+/// one `id` (when given) and one `event`, dispatching `name` with the data a client must
+/// receive for `data`: a string's text with line breaks normalised, any other value as JSON
+/// that parses back equal.
+fn check_exactly_the_event(
+    block: &Block,
+    id: Option<u64>,
+    name: &str,
+    data: &Value,
+) -> Result<(), TestCaseError> {
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for line in &block.lines {
+        match &line.kind {
+            LineKind::Field { name, value } if name == "id" => ids.push(value.clone()),
+            LineKind::Field { name, value } if name == "event" => names.push(value.clone()),
+            LineKind::Field { name, .. } if name == "data" => {}
+            _ => prop_assert!(false, "injected line {:?} in {:?}", line.raw, block),
+        }
+    }
+    prop_assert_eq!(ids, Vec::from_iter(id.map(|id| id.to_string())));
+    prop_assert_eq!(names, [name]);
+    let Some(event) = &block.event else {
+        return Err(TestCaseError::fail(format!(
+            "no event dispatched: {block:?}"
+        )));
+    };
+    prop_assert_eq!(&event.event_type, name);
+    prop_assert_eq!(&event.id, &id.map(|id| id.to_string()));
+    match data {
+        Value::String(text) => prop_assert_eq!(&event.data, &normalised(text)),
+        other => {
+            let back = serde_json::from_str::<Value>(&event.data).ok();
+            prop_assert_eq!(back.as_ref(), Some(other), "data {:?}", event.data);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        // Integration tests have no lib.rs beside them: keep failing cases next to this file.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// `EventName::custom` accepts exactly the names the contract allows, unchanged, and
+    /// refuses the others with a 400.
+    #[test]
+    fn event_names_are_accepted_exactly_when_the_contract_allows(name in any_name()) {
+        match EventName::custom(&name) {
+            Ok(accepted) => {
+                prop_assert!(name_is_valid(&name), "accepted invalid {name:?}");
+                prop_assert_eq!(accepted.as_str(), name.as_str());
+            }
+            Err(error) => {
+                prop_assert!(!name_is_valid(&name), "refused valid {name:?}");
+                prop_assert_eq!(error.status, 400);
+            }
+        }
+    }
+
+    /// The trigger route refuses the same names, so no invalid name reaches the encoder.
+    #[test]
+    fn triggers_with_invalid_names_are_refused(name in any_name(), data in any_data()) {
+        let result = parse_trigger(&request_body(Some(&name), &data));
+        prop_assert_eq!(result.is_ok(), name_is_valid(&name), "{:?}", name);
+    }
+
+    /// One accepted trigger with any id: the encoded event is one block, exactly that event.
+    #[test]
+    fn any_accepted_trigger_is_written_as_exactly_its_event(
+        (name, data) in accepted_trigger(),
+        id in prop::option::weighted(0.9, any::<u64>()),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let trigger = parse_trigger(&request_body(name.as_deref(), &data)).unwrap();
+        let wire = encode_event(id, &trigger.event, &trigger.text);
+        let (blocks, _) = parse_in_chunks(&wire, &cuts)?;
+        prop_assert_eq!(blocks.len(), 1, "{:?}", blocks);
+        check_exactly_the_event(&blocks[0], id, name.as_deref().unwrap_or("message"), &data)?;
+    }
+
+    /// Several triggers through the hub, as a stream writes them after its `retry:` block: one
+    /// retry-only block, then exactly one block per trigger, in order, with ids 1, 2, 3, …
+    #[test]
+    fn a_stream_of_hostile_triggers_is_exactly_those_events(
+        triggers in prop::collection::vec(accepted_trigger(), 1..5),
+        retry_ms in 0u64..=86_400_000,
+        cuts in prop::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let hub = Hub::new(HubLimits { replay_capacity: 8, max_clients: 1, client_buffer: 8 });
+        for (name, data) in &triggers {
+            let trigger = parse_trigger(&request_body(name.as_deref(), data)).unwrap();
+            // The hub never waits while publishing or subscribing, so no runtime is needed.
+            hub.publish(trigger.event, trigger.text).now_or_never().unwrap().unwrap();
+        }
+        let mut subscription = hub.subscribe(Some(0)).now_or_never().unwrap().unwrap();
+        let mut wire = retry_block(retry_ms).to_vec();
+        while let Some(Some(event)) = subscription.next().now_or_never() {
+            wire.extend_from_slice(event.wire());
+        }
+        let (blocks, parser) = parse_in_chunks(&wire, &cuts)?;
+        prop_assert_eq!(blocks.len(), triggers.len() + 1, "{:?}", blocks);
+        prop_assert_eq!(blocks[0].event.as_ref(), None);
+        prop_assert_eq!(parser.reconnection_time(), Some(retry_ms));
+        for (n, ((name, data), block)) in triggers.iter().zip(&blocks[1..]).enumerate() {
+            let name = name.as_deref().unwrap_or("message");
+            check_exactly_the_event(block, Some(n as u64 + 1), name, data)?;
+        }
+    }
+
+    /// Whatever bytes arrive as a trigger body, `parse_trigger` answers without panicking, and
+    /// what it accepts is safe to encode: a valid name and text with no CR.
+    #[test]
+    fn parse_trigger_survives_any_body(body in trigger_like_bytes()) {
+        match parse_trigger(&body) {
+            Ok(trigger) => {
+                let name = trigger.event.as_str();
+                prop_assert!(name_is_valid(name), "{:?}", name);
+                prop_assert!(!trigger.text.contains('\r'));
+            }
+            Err(error) => prop_assert_eq!(error.status, 400),
+        }
+    }
+}
+
+/// Trigger bodies, good and bad: real request bodies with any name and data, the same bodies
+/// cut short or with a token spliced in, and soups of JSON tokens, escapes, deep brackets and
+/// invalid UTF-8 (arbitrary bytes alone almost never get past the first character of JSON).
+fn trigger_like_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let token = || {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                &b"{"[..], b"}", b"[", b"]", b",", b":", b"\"", br#"{"event":"#, br#""data":"#,
+                br#""tick""#, br#""a b""#, br#""x\n""#, br#""\r\n""#, br#""\u0000""#,
+                br#""\ud800""#, b"\\", b"1e999", b"-0", b"null", b"true", b" ", b"\xff",
+                b"\xEF\xBB\xBF",
+            ])
+            .prop_map(<[u8]>::to_vec),
+            1 => prop::collection::vec(any::<u8>(), 0..8),
+            1 => (1usize..300).prop_map(|depth| b"[".repeat(depth)),
+        ]
+    };
+    let body = || {
+        (prop::option::weighted(0.8, any_name()), any_data())
+            .prop_map(|(name, data)| request_body(name.as_deref(), &data))
+    };
+    prop_oneof![
+        2 => body(),
+        1 => (body(), any::<prop::sample::Index>())
+            .prop_map(|(body, at)| body[..at.index(body.len() + 1)].to_vec()),
+        1 => (body(), any::<prop::sample::Index>(), token()).prop_map(|(mut body, at, token)| {
+            let at = at.index(body.len() + 1);
+            body.splice(at..at, token);
+            body
+        }),
+        2 => prop::collection::vec(token(), 0..24).prop_map(|tokens| tokens.concat()),
+    ]
+}
+
+/// The strategies must exercise both sides, or the properties above prove little: a quarter
+/// to three quarters of the names are valid, and a tenth to nine tenths of the trigger
+/// bodies are accepted.
+#[test]
+fn strategies_hit_both_sides_often() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut sample = |strategy: &dyn Fn() -> proptest::strategy::BoxedStrategy<bool>| {
+        (0..1000)
+            .filter(|_| strategy().new_tree(&mut runner).unwrap().current())
+            .count()
+    };
+    let valid = sample(&|| any_name().prop_map(|name| name_is_valid(&name)).boxed());
+    assert!(
+        (250..=750).contains(&valid),
+        "{valid} of 1000 names are valid"
+    );
+    let accepted = sample(&|| {
+        trigger_like_bytes()
+            .prop_map(|body| parse_trigger(&body).is_ok())
+            .boxed()
+    });
+    assert!(
+        (100..=900).contains(&accepted),
+        "{accepted} of 1000 bodies are accepted"
+    );
+}

@@ -1,0 +1,108 @@
+//! The side-by-side benchmarks: the same scenarios, on the same contract, for every server,
+//! with every delivery checked while measuring.
+
+pub mod churn;
+pub mod fanout;
+pub mod streams;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// How big the scenarios are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Streams held open to measure memory per idle stream.
+    pub idle_streams: usize,
+    /// Streams held open at once, one event sent to all of them.
+    pub capacity_streams: usize,
+    pub fanout_clients: usize,
+    /// Events published back to back (with a bounded window) for throughput and CPU.
+    pub fanout_events: u64,
+    pub payload_bytes: usize,
+    /// Fixed publish rate for the latency measurement, and for how long.
+    pub latency_rate: u64,
+    pub latency_seconds: u64,
+    pub churn_cycles: u64,
+}
+
+impl Sizes {
+    /// The sizes of the targets.
+    pub fn full() -> Self {
+        Self {
+            idle_streams: 10_000,
+            capacity_streams: 19_000,
+            fanout_clients: 1_000,
+            fanout_events: 2_000,
+            payload_bytes: 64,
+            latency_rate: 100,
+            latency_seconds: 10,
+            churn_cycles: 20_000,
+        }
+    }
+
+    /// A minute-sized run that checks the machinery works.
+    pub fn quick() -> Self {
+        Self {
+            idle_streams: 1_000,
+            capacity_streams: 2_000,
+            fanout_clients: 200,
+            fanout_events: 200,
+            payload_bytes: 64,
+            latency_rate: 100,
+            latency_seconds: 2,
+            churn_cycles: 2_000,
+        }
+    }
+}
+
+/// Every figure of one server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub framework: String,
+    pub streams: streams::Figures,
+    pub fanout: fanout::Figures,
+    pub churn: churn::Figures,
+}
+
+impl Results {
+    /// Problems found while measuring (any lost, duplicated or refused delivery).
+    pub fn problems(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for (scenario, problems) in [
+            ("streams", &self.streams.problems),
+            ("fan-out", &self.fanout.problems),
+            ("churn", &self.churn.problems),
+        ] {
+            all.extend(problems.iter().map(|p| format!("{scenario}: {p}")));
+        }
+        all
+    }
+}
+
+/// Runs every scenario against one server binary, each on a fresh process.
+pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Results, String> {
+    let framework = crate::subject::framework_of(binary);
+    log(&format!("{framework}: idle and capacity streams"));
+    let streams = streams::run(binary, sizes, log).await?;
+    log(&format!("{framework}: fan-out"));
+    let fanout = fanout::run(binary, sizes, log).await?;
+    log(&format!("{framework}: churn"));
+    let churn = churn::run(binary, sizes, log).await?;
+    Ok(Results {
+        framework,
+        streams,
+        fanout,
+        churn,
+    })
+}
+
+/// The first few of many problems, and how many there were.
+pub fn summarize(problems: impl IntoIterator<Item = String>) -> Vec<String> {
+    let all: Vec<String> = problems.into_iter().collect();
+    let mut shown: Vec<String> = all.iter().take(3).cloned().collect();
+    if all.len() > shown.len() {
+        shown.push(format!("… and {} more", all.len() - shown.len()));
+    }
+    shown
+}

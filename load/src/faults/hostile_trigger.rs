@@ -1,0 +1,452 @@
+//! Hostile `POST /trigger` bodies, sent byte for byte: invalid UTF-8, JSON nested 10,000 deep,
+//! 10,000-digit numbers, repeated members, a body that never finishes and a `Content-Length`
+//! shorter than the body. Each gets the contract's JSON error (or, for the body that never
+//! finishes, a 408, a close or silence until the client gives up), the process survives every
+//! one of them, and none publishes anything.
+//!
+//! The exact-bytes client here ([`RawConnection`]) is shared with the other hostile-input
+//! scenarios: reqwest would refuse to send most of these requests.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use conformance::spawn::SUITE_TOKEN;
+use sse_core::REQUEST_BODY_TIMEOUT;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::faults::{FaultCtx, Findings};
+use crate::subject::Subject;
+
+/// A client connection that sends exactly the bytes it is given and reads whatever comes back
+/// as HTTP/1.1 responses, noticing when the server closes instead.
+pub(super) struct RawConnection {
+    socket: TcpStream,
+    received: Vec<u8>,
+    closed: bool,
+}
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub(super) struct Response {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What the server did with a request.
+#[derive(Debug, Clone)]
+pub(super) enum Reply {
+    Answer(Response),
+    /// The connection closed (or was reset) before a complete response.
+    Closed,
+    /// Neither happened within the wait.
+    Silent,
+}
+
+impl RawConnection {
+    pub async fn open(address: SocketAddr) -> Result<Self, String> {
+        Ok(Self {
+            socket: conformance::wire::connect(address, None).await?,
+            received: Vec::new(),
+            closed: false,
+        })
+    }
+
+    /// Sends `bytes`, at most for `timeout` (a server that stops reading must not hang the
+    /// client); false when the server closed the connection first or the time ran out.
+    pub async fn send(&mut self, bytes: &[u8], timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.socket.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The next response on the connection, read for at most `timeout`.
+    pub async fn reply(&mut self, timeout: Duration) -> Reply {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(response) = take_response(&mut self.received, self.closed) {
+                return Reply::Answer(response);
+            }
+            if self.closed {
+                return Reply::Closed;
+            }
+            let mut buffer = [0u8; 16 * 1024];
+            match tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)).await {
+                Err(_) => return Reply::Silent,
+                Ok(Ok(0) | Err(_)) => self.closed = true,
+                Ok(Ok(read)) => self.received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the server to close the connection, discarding whatever
+    /// it sends; true when it did.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut buffer = [0u8; 4096];
+        while !self.closed {
+            match tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => self.closed = true,
+                Ok(Ok(_)) => {}
+            }
+        }
+        true
+    }
+}
+
+impl Response {
+    /// The contract's error: `application/json` and a body `{"error":"…"}`.
+    pub fn is_json_error(&self) -> bool {
+        let json = self
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+        let body: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
+        json && body.is_some_and(|b| b.get("error").is_some_and(serde_json::Value::is_string))
+    }
+}
+
+impl Reply {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Answer(response) if response.is_json_error() => {
+                format!("{} JSON error", response.status)
+            }
+            Self::Answer(response) => format!(
+                "{} ({}, {:?})",
+                response.status,
+                response
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("no Content-Type"),
+                String::from_utf8_lossy(&response.body[..response.body.len().min(80)])
+            ),
+            Self::Closed => "closed".to_owned(),
+            Self::Silent => "no answer".to_owned(),
+        }
+    }
+}
+
+/// Takes one complete response off the front of `received`: its head, then a body framed by
+/// `Content-Length`, by chunks, or (when `closed`) by the end of the connection.
+fn take_response(received: &mut Vec<u8>, closed: bool) -> Option<Response> {
+    let head_end = find(received, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let header = |name: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let rest = &received[head_end..];
+    let (body, used) = if let Some(length) = header("content-length") {
+        let length: usize = length.parse().ok()?;
+        (rest.get(..length)?.to_vec(), length)
+    } else if header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+    {
+        dechunk(rest)?
+    } else if closed {
+        (rest.to_vec(), rest.len())
+    } else {
+        return None;
+    };
+    let content_type = header("content-type");
+    received.drain(..head_end + used);
+    Some(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// A complete chunked body at the start of `bytes`: the data and how many bytes it took.
+fn dechunk(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + find(&bytes[at..], b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&bytes[at..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            // No trailers from these servers: the last chunk ends with one more CRLF.
+            return bytes
+                .get(at..at + 2)
+                .filter(|end| end == b"\r\n")
+                .map(|_| (body, at + 2));
+        }
+        body.extend_from_slice(bytes.get(at..at + size)?);
+        at += size + 2;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// How long a case waits for its answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// A trigger request with the suite's token and a `Content-Length` of `declared`, followed by
+/// `body` whatever its length.
+fn trigger_request(address: SocketAddr, declared: usize, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST /trigger HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {SUITE_TOKEN}\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// The bodies that are not acceptable JSON triggers, each of which must get a JSON 400.
+fn bad_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    const DEPTH: usize = 10_000;
+    let digits = "7".repeat(10_000);
+    let mut invalid_utf8 = br#"{"event":"x","data":""#.to_vec();
+    invalid_utf8.extend_from_slice(b"\xff\xfe\xc3(");
+    invalid_utf8.extend_from_slice(br#""}"#);
+    vec![
+        ("invalid UTF-8 in data", invalid_utf8),
+        (
+            "invalid UTF-8 in a name",
+            b"{\"\xc3\x28\":1,\"data\":1}".to_vec(),
+        ),
+        (
+            "arrays nested 10,000 deep",
+            format!(r#"{{"data":{}{}}}"#, "[".repeat(DEPTH), "]".repeat(DEPTH)).into_bytes(),
+        ),
+        (
+            "objects nested 10,000 deep",
+            format!(
+                r#"{{"data":{}1{}}}"#,
+                r#"{"a":"#.repeat(DEPTH),
+                "}".repeat(DEPTH)
+            )
+            .into_bytes(),
+        ),
+        (
+            "a 10,000-digit number as data",
+            format!(r#"{{"data":{digits}}}"#).into_bytes(),
+        ),
+        ("a 10,000-digit number as the body", digits.into_bytes()),
+        ("data given twice", br#"{"data":1,"data":2}"#.to_vec()),
+        (
+            "event given twice",
+            br#"{"event":"a","event":"tick","data":1}"#.to_vec(),
+        ),
+    ]
+}
+
+/// What a case must get.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// The contract's JSON 400.
+    JsonBadRequest,
+    /// A body that never finishes: 408, a close, or nothing until the client gives up.
+    TimeoutOrClose,
+    /// Garbage after a request: anything but a success (an error, a close, nothing).
+    NoSuccess,
+}
+
+impl Want {
+    fn accepts(self, reply: &Reply) -> bool {
+        match (self, reply) {
+            (Self::JsonBadRequest, Reply::Answer(r)) => r.status == 400 && r.is_json_error(),
+            (Self::JsonBadRequest, _) => false,
+            (Self::TimeoutOrClose, Reply::Answer(r)) => r.status == 408,
+            (Self::TimeoutOrClose, _) => true,
+            (Self::NoSuccess, Reply::Answer(r)) => r.status >= 400,
+            (Self::NoSuccess, _) => true,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::JsonBadRequest => "a JSON 400",
+            Self::TimeoutOrClose => "408, a close or no answer",
+            Self::NoSuccess => "an error, a close or no answer",
+        }
+    }
+}
+
+/// One case and what came of it.
+struct Case {
+    name: &'static str,
+    want: Want,
+    reply: Reply,
+    took: Duration,
+    /// `/health` after the case, or why it did not answer.
+    health: Result<(), String>,
+}
+
+impl Case {
+    fn passed(&self) -> bool {
+        self.want.accepts(&self.reply) && self.health.is_ok()
+    }
+}
+
+pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
+    // The client's own limit for the body that never finishes: at Ci, just long enough to see
+    // the servers' body timeout act.
+    let stall_wait = ctx.scale.pick(
+        Duration::from_secs(15),
+        REQUEST_BODY_TIMEOUT + Duration::from_secs(2),
+    );
+    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let before = subject.health().await;
+    // The stalled body takes longest: the other cases run beside it.
+    let (mut stalled, mut cases) = tokio::join!(
+        stalled_body(subject.address, stall_wait),
+        bad_json_cases(&subject)
+    );
+    stalled.health = healthy(&subject).await;
+    cases.push(stalled);
+    cases.extend(lying_length(&subject).await);
+    let after = subject.health().await;
+    subject.stop().await;
+    let before = before?.last_id;
+
+    for case in &cases {
+        findings.figure(format!(
+            "{}: {} after {:.2} s",
+            case.name,
+            case.reply.describe(),
+            case.took.as_secs_f64()
+        ));
+        findings.require(case.want.accepts(&case.reply), || {
+            format!(
+                "{}: expected {}, got {}",
+                case.name,
+                case.want.describe(),
+                case.reply.describe()
+            )
+        });
+        if let Err(problem) = &case.health {
+            findings.require(false, || format!("after {}: {problem}", case.name));
+        }
+    }
+    let after = after.map(|h| h.last_id);
+    findings.require(after == Ok(before), || {
+        format!(
+            "last_id was {before} before the cases and {after:?} after: something was published"
+        )
+    });
+    let stall = cases
+        .iter()
+        .find(|c| matches!(c.want, Want::TimeoutOrClose))
+        .map_or_else(String::new, |c| match &c.reply {
+            Reply::Silent => format!("no answer in {} s", stall_wait.as_secs()),
+            reply => format!("{} after {:.1} s", reply.describe(), c.took.as_secs_f64()),
+        });
+    Ok(format!(
+        "{}/{} as required; stalled body: {stall}",
+        cases.iter().filter(|c| c.passed()).count(),
+        cases.len()
+    ))
+}
+
+/// Sends `request` on a new connection and reads one reply.
+async fn exchange(address: SocketAddr, request: &[u8]) -> Reply {
+    let Ok(mut connection) = RawConnection::open(address).await else {
+        return Reply::Closed;
+    };
+    connection.send(request, ANSWER_WAIT).await;
+    connection.reply(ANSWER_WAIT).await
+}
+
+/// Sends each bad body on its own connection, checking `/health` after each.
+async fn bad_json_cases(subject: &Subject) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (name, body) in bad_bodies() {
+        let began = Instant::now();
+        let reply = exchange(
+            subject.address,
+            &trigger_request(subject.address, body.len(), &body),
+        )
+        .await;
+        cases.push(Case {
+            name,
+            want: Want::JsonBadRequest,
+            reply,
+            took: began.elapsed(),
+            health: healthy(subject).await,
+        });
+    }
+    cases
+}
+
+/// `Content-Length: 100`, 10 bytes sent, then nothing until the server acts or `wait` passes.
+async fn stalled_body(address: SocketAddr, wait: Duration) -> Case {
+    let began = Instant::now();
+    let reply = match RawConnection::open(address).await {
+        Ok(mut connection) => {
+            connection
+                .send(
+                    &trigger_request(address, 100, br#"{"data":12"#),
+                    ANSWER_WAIT,
+                )
+                .await;
+            connection.reply(wait).await
+        }
+        Err(_) => Reply::Closed,
+    };
+    Case {
+        name: "a body that never finishes (Content-Length 100, 10 bytes sent)",
+        want: Want::TimeoutOrClose,
+        reply,
+        took: began.elapsed(),
+        health: Ok(()),
+    }
+}
+
+/// `Content-Length: 10` with 40 bytes sent: the first 10 are a truncated trigger (a 400), the
+/// other 30 a garbage request on the same connection, which must not be taken for a good one.
+async fn lying_length(subject: &Subject) -> [Case; 2] {
+    const BODY: &[u8; 40] = b"{\"data\":1,\"event\":\"tick\"} / HTTP/1.1\r\n\r\n";
+    let address = subject.address;
+    let began = Instant::now();
+    let (first, first_took, second) = match RawConnection::open(address).await {
+        Ok(mut connection) => {
+            connection
+                .send(&trigger_request(address, 10, BODY), ANSWER_WAIT)
+                .await;
+            let first = connection.reply(ANSWER_WAIT).await;
+            let first_took = began.elapsed();
+            (first, first_took, connection.reply(ANSWER_WAIT).await)
+        }
+        Err(_) => (Reply::Closed, began.elapsed(), Reply::Closed),
+    };
+    [
+        Case {
+            name: "Content-Length 10, 40 bytes sent: the first 10",
+            want: Want::JsonBadRequest,
+            reply: first,
+            took: first_took,
+            health: Ok(()),
+        },
+        Case {
+            name: "Content-Length 10, 40 bytes sent: the other 30 (a garbage request)",
+            want: Want::NoSuccess,
+            reply: second,
+            took: began.elapsed(),
+            health: healthy(subject).await,
+        },
+    ]
+}
+
+/// Whether the process still answers `/health`.
+async fn healthy(subject: &Subject) -> Result<(), String> {
+    subject
+        .health()
+        .await
+        .map(drop)
+        .map_err(|e| format!("/health did not answer ({e}); the process may have crashed"))
+}

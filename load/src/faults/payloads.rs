@@ -1,0 +1,364 @@
+//! Hostile payloads against the live server, property-based: whatever name and data a client
+//! posts, an invalid or reserved name gets a JSON 400 and publishes nothing, and a valid one
+//! gets a 202 and reaches an open stream as exactly one block — that event, with that id, name
+//! and data, and no other field. Two of the frameworks (actix-web, salvo) write events with
+//! their own encoders, so checking sse-core's encoder alone would not prove this.
+//!
+//! Every case is framed by two marker events: the stream must deliver exactly the case's event
+//! between them (or nothing, for a refused case), so a case never depends on an earlier one —
+//! which also keeps proptest's shrinking honest.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use conformance::parser::{Block, LineKind};
+use conformance::wire::RawStream;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use serde_json::Value;
+
+use crate::faults::{FaultCtx, Findings};
+use crate::publish::Publisher;
+use crate::subject::Subject;
+
+const WAIT: Duration = Duration::from_secs(5);
+const MARKER: &str = "marker";
+
+/// One case: the name (`None`: the member is left out) and the data posted.
+type Trigger = (Option<String>, Value);
+
+pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
+    let cases = ctx.scale.pick(256, 48);
+    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let result = run_cases(&subject, cases, findings).await;
+    subject.stop().await;
+    result
+}
+
+async fn run_cases(
+    subject: &Subject,
+    cases: u32,
+    findings: &mut Findings,
+) -> Result<String, String> {
+    let mut stream = RawStream::get(
+        subject.address,
+        "/events",
+        &[("Accept", "text/event-stream")],
+    )
+    .await?;
+    stream
+        .read_until(WAIT, |block| block.event.is_none())
+        .await?;
+    let publisher = subject.publisher.clone();
+    let handle = tokio::runtime::Handle::current();
+    // The runner and its test are synchronous: they run on a blocking thread, each case
+    // driving its requests on the runtime through `handle`.
+    let (outcome, tally) = tokio::task::spawn_blocking(move || {
+        let live = Live {
+            publisher,
+            stream: tokio::sync::Mutex::new(stream),
+            tally: RefCell::new(Tally::default()),
+        };
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            max_shrink_time: 60_000,
+            ..Config::default()
+        };
+        let mut runner =
+            TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        let outcome = runner.run(&any_trigger(), |trigger| {
+            handle.block_on(live.check(&trigger))
+        });
+        (outcome, live.tally.into_inner())
+    })
+    .await
+    .map_err(|e| format!("the property runner panicked: {e}"))?;
+    findings.figure(format!(
+        "{cases} cases: {} accepted and delivered exactly, {} refused with a JSON 400",
+        tally.accepted, tally.refused
+    ));
+    match outcome {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, (name, data))) => findings.require(false, || {
+            format!(
+                "POST /trigger with event {} and data {data} (shrunk): {reason}",
+                name.map_or("left out".to_owned(), |n| format!("{n:?}"))
+            )
+        }),
+        Err(TestError::Abort(reason)) => {
+            findings.require(false, || format!("the run stopped: {reason}"))
+        }
+    }
+    Ok(format!(
+        "{cases} cases, {} accepted, {} refused",
+        tally.accepted, tally.refused
+    ))
+}
+
+/// The server side of the cases: where to post, the open stream, and counts.
+struct Live {
+    publisher: Publisher,
+    /// Locked by each read; a `RefCell` borrow may not be held across an await.
+    stream: tokio::sync::Mutex<RawStream>,
+    tally: RefCell<Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    refused: u64,
+}
+
+impl Live {
+    /// Posts the trigger between two markers and checks the answer and what the stream got.
+    async fn check(&self, (name, data): &Trigger) -> Result<(), TestCaseError> {
+        let before = self.marker().await?;
+        let body = request_body(name.as_deref(), data);
+        let (status, answer) = self
+            .publisher
+            .post(body)
+            .await
+            .map_err(TestCaseError::fail)?;
+        let valid = name.as_deref().is_none_or(name_is_valid);
+        let after = self.marker().await?;
+        let between = &self.blocks_up_to(after).await?;
+        if valid {
+            prop_assert_eq!(status, 202, "answer {}", answer);
+            let id = accepted_id(&answer, name.as_deref().unwrap_or("message"))?;
+            prop_assert_eq!(
+                (id, after),
+                (before + 1, before + 2),
+                "ids around the markers"
+            );
+            prop_assert_eq!(
+                between.len(),
+                1,
+                "blocks between the markers: {:?}",
+                between
+            );
+            check_exactly_the_event(&between[0], id, name.as_deref().unwrap_or("message"), data)?;
+            self.tally.borrow_mut().accepted += 1;
+        } else {
+            prop_assert_eq!(status, 400, "answer {}", answer);
+            prop_assert!(is_json_error(&answer), "not a JSON error: {}", answer);
+            prop_assert_eq!(after, before + 1, "a refused trigger took an id");
+            prop_assert!(
+                between.is_empty(),
+                "blocks between the markers: {:?}",
+                between
+            );
+            self.tally.borrow_mut().refused += 1;
+        }
+        Ok(())
+    }
+
+    /// Publishes a marker and reads the stream up to it; returns its id.
+    async fn marker(&self) -> Result<u64, TestCaseError> {
+        let id = self
+            .publisher
+            .publish(MARKER, "")
+            .await
+            .map_err(TestCaseError::fail)?;
+        self.blocks_up_to(id).await?;
+        Ok(id)
+    }
+
+    /// The blocks before the marker `id`, heartbeats (comment-only blocks) left out.
+    async fn blocks_up_to(&self, id: u64) -> Result<Vec<Block>, TestCaseError> {
+        let mut stream = self.stream.lock().await;
+        let wanted = id.to_string();
+        let (blocks, found) = stream
+            .read_until(WAIT, |block| {
+                block.event.as_ref().is_some_and(|e| {
+                    e.event_type == MARKER && e.id.as_deref() == Some(wanted.as_str())
+                })
+            })
+            .await
+            .map_err(TestCaseError::fail)?;
+        if !found {
+            return Err(TestCaseError::fail(format!(
+                "marker {id} did not arrive within {WAIT:?} (stream end: {:?})",
+                stream.end
+            )));
+        }
+        let mut blocks: Vec<Block> = blocks.into_iter().map(|timed| timed.block).collect();
+        blocks.pop();
+        blocks.retain(|block| !is_heartbeat(block));
+        Ok(blocks)
+    }
+}
+
+fn is_heartbeat(block: &Block) -> bool {
+    block.event.is_none()
+        && block
+            .lines
+            .iter()
+            .all(|line| matches!(line.kind, LineKind::Comment(_)))
+}
+
+fn is_json_error(answer: &str) -> bool {
+    serde_json::from_str::<Value>(answer)
+        .ok()
+        .is_some_and(|v| v.get("error").is_some_and(Value::is_string))
+}
+
+/// The id of a 202 `{"id":N,"event":NAME,"clients":K}`, after checking its name.
+fn accepted_id(answer: &str, name: &str) -> Result<u64, TestCaseError> {
+    let value: Value = serde_json::from_str(answer)
+        .map_err(|e| TestCaseError::fail(format!("202 body is not JSON ({e}): {answer}")))?;
+    prop_assert_eq!(
+        value.get("event").and_then(Value::as_str),
+        Some(name),
+        "202 body {}",
+        answer
+    );
+    value
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| TestCaseError::fail(format!("202 body without an id: {answer}")))
+}
+
+/// The block is the event asked for and nothing else: only `id`, `event` and `data` fields,
+/// one `id` equal to the 202's, at most one `event` (it may be left out for `message`), and
+/// the data a client must receive: a string's text with line breaks as `\n`, any other value
+/// as JSON that parses back equal.
+fn check_exactly_the_event(
+    block: &Block,
+    id: u64,
+    name: &str,
+    data: &Value,
+) -> Result<(), TestCaseError> {
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for line in &block.lines {
+        match &line.kind {
+            LineKind::Field { name, value } if name == "id" => ids.push(value.clone()),
+            LineKind::Field { name, value } if name == "event" => names.push(value.clone()),
+            LineKind::Field { name, .. } if name == "data" => {}
+            _ => prop_assert!(false, "injected line {:?} in {:?}", line.raw, block),
+        }
+    }
+    prop_assert_eq!(ids, [id.to_string()], "id lines of {:?}", block);
+    prop_assert!(names.len() <= 1, "event lines {:?}", names);
+    let Some(event) = &block.event else {
+        return Err(TestCaseError::fail(format!(
+            "no event dispatched: {block:?}"
+        )));
+    };
+    prop_assert_eq!(&event.event_type, name);
+    match data {
+        Value::String(text) => prop_assert_eq!(&event.data, &normalised(text)),
+        other => {
+            let back = serde_json::from_str::<Value>(&event.data).ok();
+            prop_assert_eq!(back.as_ref(), Some(other), "data {:?}", event.data);
+        }
+    }
+    Ok(())
+}
+
+fn request_body(name: Option<&str>, data: &Value) -> Vec<u8> {
+    let mut body = serde_json::Map::new();
+    if let Some(name) = name {
+        body.insert("event".into(), name.into());
+    }
+    body.insert("data".into(), data.clone());
+    serde_json::to_vec(&Value::Object(body)).expect("a JSON value serializes")
+}
+
+/// The contract's rule for `event`, written independently of sse-core's: one ASCII letter or
+/// digit, then at most 63 of letters, digits and `._:-`; not `tick` or `gap`.
+fn name_is_valid(name: &str) -> bool {
+    let allowed_after = |c: char| c.is_ascii_alphanumeric() || ['.', '_', ':', '-'].contains(&c);
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest: Vec<char> = chars.collect();
+    first_ok
+        && rest.len() <= 63
+        && rest.into_iter().all(allowed_after)
+        && !["tick", "gap"].contains(&name)
+}
+
+/// What a client must receive for a string payload: every CRLF, lone CR and LF becomes LF.
+fn normalised(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// A trigger: a name about half of the time valid (or left out), and hostile data.
+fn any_trigger() -> impl Strategy<Value = Trigger> {
+    (prop::option::weighted(0.9, any_name()), any_data())
+}
+
+/// Names on both sides of the rule: valid ones, the 64/65-character edge, the reserved names
+/// and their neighbours, valid names with one hostile character put in anywhere, and
+/// arbitrary strings.
+fn any_name() -> impl Strategy<Value = String> {
+    let hostile = prop::sample::select(vec![
+        "\n", "\r", "\r\n", " ", ":", "\0", "é", "\u{2028}", "/", "\t", "\u{FEFF}", "😀",
+    ]);
+    let spliced = (
+        "[A-Za-z0-9][A-Za-z0-9._:-]{0,8}",
+        hostile,
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(name, bad, at)| {
+            // Valid names are ASCII, so every byte index is a char boundary.
+            let at = at.index(name.len() + 1);
+            format!("{}{bad}{}", &name[..at], &name[at..])
+        });
+    prop_oneof![
+        4 => "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}",
+        2 => "[A-Za-z0-9][a-z0-9._:-]{62,64}",
+        1 => prop::sample::select(vec!["tick", "gap", "Tick", "ticks", "gap:", "message", "0", ""])
+            .prop_map(str::to_owned),
+        1 => "[._:-][A-Za-z0-9]{0,4}",
+        3 => spliced,
+        1 => any::<String>(),
+    ]
+}
+
+/// Strings made to look like the wire: line breaks of every kind, field and comment
+/// look-alikes, NUL, Unicode line separators, a BOM, leading spaces, plus arbitrary text.
+fn hostile_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => prop::sample::select(vec![
+            "\r", "\n", "\r\n", "\n\r", "\r\r", "\n\n", "\0", "\u{2028}", "\u{2029}", "\u{85}",
+            "\u{FEFF}", ":", " ", "  lead", "data:", "data: x", "id:", "id: 99", "event:",
+            "event: tick", "retry:", "retry: 1", ": comment", "", "😀",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[a-z ]{0,6}",
+        1 => any::<String>(),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+/// A float that survives a text round trip through serde_json exactly (its default parser
+/// may be one ULP off for rare values, which would be serde_json's doing, not the server's).
+fn round_tripping_float() -> impl Strategy<Value = Value> {
+    any::<f64>().prop_filter_map("not exactly representable in JSON", |x| {
+        let value = serde_json::Number::from_f64(x).map(Value::Number)?;
+        let back: Value = serde_json::from_str(&value.to_string()).ok()?;
+        (back == value).then_some(value)
+    })
+}
+
+/// Any JSON value, with hostile strings as strings and keys, up to three levels deep; mostly
+/// strings, which are what the encoders split into lines.
+fn any_data() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::Bool),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => any::<u64>().prop_map(Value::from),
+        1 => round_tripping_float(),
+        6 => hostile_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(hostile_string(), inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}

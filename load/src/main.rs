@@ -1,0 +1,237 @@
+//! `sse-load --help`: benchmarks and the fault-and-load suite for the example servers.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sse_load::{bench, charts, faults, report};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load generator for the sse-examples servers: starts each server binary itself on \
+             127.0.0.1, measures it through /proc and checks every delivery.",
+    after_help = "Examples:\n  sse-load bench target/release/axum-example --size quick\n  \
+                  sse-load faults --scale ci target/release/*-example\n\n\
+                  scripts/bench.sh and scripts/faults.sh run all six servers and write docs/."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmarks: idle streams and capacity, fan-out, churn; a fresh process per scenario.
+    Bench {
+        /// Server binaries to measure (release builds, e.g. target/release/axum-example).
+        #[arg(required = true)]
+        servers: Vec<PathBuf>,
+        /// `full` for the published figures, `quick` to check the machinery in a minute.
+        #[arg(long, value_enum, default_value = "full")]
+        size: Size,
+        /// Write every figure as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the results tables (Markdown) here.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write the SVG charts into this directory.
+        #[arg(long, value_name = "DIR")]
+        charts: Option<PathBuf>,
+    },
+    /// The fault-and-load suite: every scenario against every server, with a pass rule each.
+    Faults {
+        /// Server binaries to test.
+        #[arg(required = true)]
+        servers: Vec<PathBuf>,
+        /// `full` as the issue states the scenarios, `ci` for a bounded run.
+        #[arg(long, value_enum, default_value = "full")]
+        scale: Scale,
+        /// Run only these scenarios (repeatable); `--list` shows them.
+        #[arg(long, value_name = "SCENARIO")]
+        only: Vec<String>,
+        /// Write the results (Markdown) here.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write every outcome as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Lists the fault scenarios and their rules.
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Size {
+    Full,
+    Quick,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scale {
+    Full,
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let limit = sse_load::procfs::raise_open_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let command_line = std::env::args()
+        .map(|a| a.rsplit('/').next().unwrap_or(&a).to_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Bench {
+                servers,
+                size,
+                json,
+                markdown,
+                charts: chart_dir,
+            } => {
+                let sizes = match size {
+                    Size::Full => bench::Sizes::full(),
+                    Size::Quick => bench::Sizes::quick(),
+                };
+                need_files(limit, sizes.capacity_streams)?;
+                check_binaries(&servers)?;
+                let mut all = Vec::new();
+                let mut failed = false;
+                for server in &servers {
+                    let results = bench::run(server, &sizes, &log)
+                        .await
+                        .map_err(|e| format!("{}: {e}", server.display()))?;
+                    for problem in results.problems() {
+                        failed = true;
+                        log(&format!("PROBLEM {}: {problem}", results.framework));
+                    }
+                    all.push(results);
+                }
+                if let Some(path) = json {
+                    write(
+                        &path,
+                        &serde_json::to_string_pretty(&all).expect("figures serialize"),
+                    )?;
+                }
+                if let Some(path) = markdown {
+                    write(&path, &report::bench(&all, &sizes, &command_line))?;
+                }
+                if let Some(dir) = chart_dir {
+                    for file in charts::bench(&all, &sizes, &dir)? {
+                        log(&format!("wrote {}", dir.join(file).display()));
+                    }
+                }
+                Ok(!failed)
+            }
+            Command::Faults {
+                servers,
+                scale,
+                only,
+                markdown,
+                json,
+            } => {
+                let scale = match scale {
+                    Scale::Full => faults::Scale::Full,
+                    Scale::Ci => faults::Scale::Ci,
+                };
+                need_files(limit, scale.pick(10_000, 1_000))?;
+                check_binaries(&servers)?;
+                if let Some(unknown) = only
+                    .iter()
+                    .find(|o| !faults::SCENARIOS.iter().any(|s| s.name == o.as_str()))
+                {
+                    return Err(format!(
+                        "no scenario named {unknown:?} (see `sse-load list`)"
+                    ));
+                }
+                let mut outcomes = Vec::new();
+                for server in &servers {
+                    let ctx = faults::FaultCtx {
+                        binary: server.clone(),
+                        framework: sse_load::subject::framework_of(server),
+                        scale,
+                    };
+                    outcomes.extend(faults::run(&ctx, &only, &log).await);
+                }
+                let failed: Vec<String> = outcomes
+                    .iter()
+                    .filter(|o| !o.passed)
+                    .map(|o| format!("{} {}", o.framework, o.scenario))
+                    .collect();
+                log(&format!(
+                    "fault suite: {} passed, {} failed{}",
+                    outcomes.len() - failed.len(),
+                    failed.len(),
+                    if failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", failed.join(", "))
+                    }
+                ));
+                if let Some(path) = json {
+                    write(
+                        &path,
+                        &serde_json::to_string_pretty(&outcomes).expect("outcomes serialize"),
+                    )?;
+                }
+                if let Some(path) = markdown {
+                    write(&path, &report::faults(&outcomes, scale, &command_line))?;
+                }
+                Ok(failed.is_empty())
+            }
+            Command::List => {
+                for scenario in faults::SCENARIOS {
+                    println!("{:20} {}", scenario.name, scenario.rule);
+                }
+                Ok(true)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("sse-load: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn log(line: &str) {
+    eprintln!("{line}");
+}
+
+fn need_files(limit: u64, streams: usize) -> Result<(), String> {
+    let needed = streams as u64 + 100;
+    if limit < needed {
+        return Err(format!(
+            "the open-file limit is {limit}; {streams} streams need at least {needed} (raise the hard limit: ulimit -Hn)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_binaries(servers: &[PathBuf]) -> Result<(), String> {
+    match servers.iter().find(|s| !s.is_file()) {
+        Some(missing) => Err(format!(
+            "{} is not a file; build it first (cargo build --release -p <package>)",
+            missing.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    log(&format!("wrote {}", path.display()));
+    Ok(())
+}
