@@ -5,10 +5,13 @@
 pub mod bench;
 pub mod charts;
 pub mod faults;
+pub use verdict::Verdict;
 pub mod fleet;
+pub mod known;
 pub mod procfs;
 pub mod publish;
 pub mod report;
 pub mod stats;
 pub mod stream;
 pub mod subject;
+pub mod verdict;

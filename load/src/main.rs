@@ -39,6 +39,10 @@ enum Command {
         /// Write the SVG charts into this directory.
         #[arg(long, value_name = "DIR")]
         charts: Option<PathBuf>,
+        /// Replace the part of this file between `<!-- bench:start -->` and
+        /// `<!-- bench:end -->` with the headline table.
+        #[arg(long, value_name = "FILE")]
+        readme: Option<PathBuf>,
     },
     /// The fault-and-load suite: every scenario against every server, with a pass rule each.
     Faults {
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
                 json,
                 markdown,
                 charts: chart_dir,
+                readme,
             } => {
                 let sizes = match size {
                     Size::Full => bench::Sizes::full(),
@@ -126,6 +131,19 @@ fn main() -> ExitCode {
                         log(&format!("wrote {}", dir.join(file).display()));
                     }
                 }
+                if let Some(path) = readme {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let section = format!(
+                        "{}\nMeasured on {} ({}); every figure: [docs/benchmarks/results.md](docs/benchmarks/results.md).\n",
+                        report::headline(&all, &sizes),
+                        report::today(),
+                        report::machine()
+                    );
+                    let updated = report::replace_section(&text, &section)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    write(&path, &updated)?;
+                }
                 Ok(!failed)
             }
             Command::Faults {
@@ -158,21 +176,8 @@ fn main() -> ExitCode {
                     };
                     outcomes.extend(faults::run(&ctx, &only, &log).await);
                 }
-                let failed: Vec<String> = outcomes
-                    .iter()
-                    .filter(|o| !o.passed)
-                    .map(|o| format!("{} {}", o.framework, o.scenario))
-                    .collect();
-                log(&format!(
-                    "fault suite: {} passed, {} failed{}",
-                    outcomes.len() - failed.len(),
-                    failed.len(),
-                    if failed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", failed.join(", "))
-                    }
-                ));
+                let verdict = sse_load::Verdict::of(&outcomes);
+                log(&verdict.describe());
                 if let Some(path) = json {
                     write(
                         &path,
@@ -182,7 +187,7 @@ fn main() -> ExitCode {
                 if let Some(path) = markdown {
                     write(&path, &report::faults(&outcomes, scale, &command_line))?;
                 }
-                Ok(failed.is_empty())
+                Ok(verdict.passed())
             }
             Command::List => {
                 for scenario in faults::SCENARIOS {

@@ -3,10 +3,12 @@
 //! delivery, then at a fixed rate below saturation for trigger-to-delivery latency.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
 use crate::bench::{Sizes, summarize};
 use crate::fleet::{Fleet, Leave, Plan, stamped_payload};
@@ -15,6 +17,8 @@ use crate::subject::Subject;
 
 /// Events in flight at most during the throughput phase (well under `CLIENT_BUFFER`).
 const WINDOW: u64 = 32;
+/// Publishing requests in flight at once during the throughput phase.
+const PUBLISHERS: usize = 4;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Figures {
@@ -55,22 +59,46 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
     }
     let mut rss_peak = subject.sample()?.rss_bytes;
 
-    // Throughput: no timestamps (latency here is only queueing).
+    // Throughput: no timestamps (latency here is only queueing). Several publishers at once,
+    // as a busy service has, so events can arrive faster than one request round trip.
     let padding = "x".repeat(sizes.payload_bytes);
     let before = subject.sample()?;
     let began = Instant::now();
-    let mut first_id = None;
-    for k in 0..sizes.fanout_events {
-        let allowed = k.saturating_sub(WINDOW) * clients;
-        if !fleet.wait_delivered(allowed, Duration::from_secs(30)).await {
-            return Err(format!("deliveries stalled at event {k}"));
-        }
-        let id = subject.publisher.publish("load", &padding).await?;
-        first_id.get_or_insert(id);
-        if k % 256 == 0 {
-            rss_peak = rss_peak.max(subject.sample()?.rss_bytes);
-        }
+    let next = Arc::new(AtomicU64::new(0));
+    let mut publishers = JoinSet::new();
+    for _ in 0..PUBLISHERS {
+        let (next, publisher, padding) = (
+            Arc::clone(&next),
+            subject.publisher.clone(),
+            padding.clone(),
+        );
+        let delivered = Arc::clone(&fleet.delivered);
+        let events = sizes.fanout_events;
+        publishers.spawn(async move {
+            let mut first = u64::MAX;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= events {
+                    return Ok::<u64, String>(first);
+                }
+                let allowed = k.saturating_sub(WINDOW) * clients;
+                let waited = Instant::now();
+                while delivered.load(Ordering::Relaxed) < allowed {
+                    if waited.elapsed() > Duration::from_secs(30) {
+                        return Err(format!("deliveries stalled at event {k}"));
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                first = first.min(publisher.publish("load", &padding).await?);
+            }
+        });
     }
+    let mut first_id = None;
+    while let Some(joined) = publishers.join_next().await {
+        let first = joined.map_err(|e| e.to_string())??;
+        first_id = Some(first_id.unwrap_or(u64::MAX).min(first));
+    }
+    rss_peak = rss_peak.max(subject.sample()?.rss_bytes);
     let total = sizes.fanout_events * clients;
     let complete = fleet.wait_delivered(total, Duration::from_secs(60)).await;
     let took = began.elapsed();

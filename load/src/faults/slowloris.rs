@@ -97,17 +97,21 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let slowest_cut = cut.iter().max().copied().unwrap_or_default();
     let answered: Vec<u16> = trickled.iter().filter_map(|t| t.status).collect();
     findings.figure(format!(
-        "{} of {tricklers} trickling connections cut off, after {:.1}–{:.1} s; {} answered first ({:?})",
+        "{} of {} trickling connections cut off, after {:.1}–{:.1} s; {}",
         cut.len(),
+        trickled.len(),
         cut.iter().min().copied().unwrap_or_default().as_secs_f64(),
         slowest_cut.as_secs_f64(),
-        answered.len(),
-        answered.first()
+        match answered.first() {
+            Some(status) => format!("{} answered (e.g. {status}) before closing", answered.len()),
+            None => "closed without an answer".to_owned(),
+        }
     ));
-    findings.require(cut.len() == tricklers, || {
+    findings.require(cut.len() == trickled.len(), || {
         format!(
-            "{} of {tricklers} trickling connections were still open {} s after their first byte",
-            tricklers - cut.len(),
+            "{} of {} trickling connections were still open {} s after their first byte",
+            trickled.len() - cut.len(),
+            trickled.len(),
             (REQUEST_HEAD_TIMEOUT + SLACK).as_secs()
         )
     });

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The side-by-side benchmarks: builds the six servers and the load generator (release), runs
+# every scenario against each server (a fresh process per scenario, every delivery checked),
+# and writes docs/benchmarks/{results.md,results.json,*.svg} plus the headline table in the
+# README. Takes about 10 minutes on 2 cores. Extra arguments go to `sse-load bench`
+# (e.g. `--size quick` for a one-minute check that does not touch docs/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
+echo "building sse-load and ${packages[*]} (release) …"
+cargo build --release --quiet -p sse-load $(printf -- '-p %s ' "${packages[@]}")
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+servers=()
+for package in "${packages[@]}"; do servers+=("$target_dir/release/$package"); done
+
+if [ "$#" -gt 0 ]; then
+  exec "$target_dir/release/sse-load" bench "$@" "${servers[@]}"
+fi
+out=docs/benchmarks
+mkdir -p "$out"
+status=0
+"$target_dir/release/sse-load" bench --json "$out/results.json" --markdown "$out/results.md" \
+  --charts "$out" --readme README.md "${servers[@]}" || status=$?
+echo "results: $out/results.md (exit $status)"
+exit "$status"
