@@ -97,7 +97,9 @@ async fn trigger(
 ) -> Result<(Status, RawJson<String>), JsonError> {
     app.check_trigger_headers(|name| headers.0.get_one(name).map(str::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
-    // Rocket has no body timeout of its own, hence the shared one (408).
+    // Rocket has no body timeout of its own, hence the shared one (408). It covers what the
+    // handler reads; a body stalled within its first bytes stalls in Rocket's pre-routing peek,
+    // before this runs, and is never answered (docs/faults.md).
     let body = read_body_in_time(async {
         body.open(MAX_TRIGGER_BODY.bytes())
             .into_bytes()

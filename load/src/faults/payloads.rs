@@ -406,21 +406,3 @@ mod tests {
         );
     }
 }
-
-#[cfg(test)]
-mod tmp_tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore]
-    async fn tmp_against_axum() {
-        let ctx = FaultCtx {
-            binary: "../target/release/axum-example".into(),
-            framework: "axum".into(),
-            scale: crate::faults::Scale::Ci,
-        };
-        let mut findings = Findings::default();
-        let summary = run(&ctx, &mut findings).await;
-        eprintln!("{summary:?} {findings:#?}");
-    }
-}
