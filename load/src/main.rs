@@ -176,7 +176,7 @@ fn main() -> ExitCode {
                     };
                     outcomes.extend(faults::run(&ctx, &only, &log).await);
                 }
-                let verdict = sse_load::Verdict::of(&outcomes);
+                let verdict = sse_load::Verdict::of(&outcomes, scale);
                 log(&verdict.describe());
                 if let Some(path) = json {
                     write(

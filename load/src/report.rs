@@ -58,7 +58,7 @@ pub fn faults(outcomes: &[Outcome], scale: Scale, command: &str) -> String {
         .filter(|name| outcomes.iter().any(|o| o.scenario == *name))
         .collect();
     let mut out = String::new();
-    let verdict = crate::Verdict::of(outcomes);
+    let verdict = crate::Verdict::of(outcomes, scale);
     let _ = writeln!(out, "# Fault-and-load suite: results\n");
     let _ = writeln!(
         out,
@@ -93,7 +93,7 @@ pub fn faults(outcomes: &[Outcome], scale: Scale, command: &str) -> String {
                 .iter()
                 .find(|o| o.scenario == *scenario && o.framework == *framework)
                 .map_or("—".to_owned(), |o| {
-                    let mark = match (o.passed, limitation(&o.framework, &o.scenario)) {
+                    let mark = match (o.passed, limitation(&o.framework, &o.scenario, scale)) {
                         (true, _) => "✅",
                         (false, Some(_)) => "⚠️ known limitation:",
                         (false, None) => "❌",
@@ -120,7 +120,7 @@ pub fn faults(outcomes: &[Outcome], scale: Scale, command: &str) -> String {
             for problem in &outcome.problems {
                 let _ = writeln!(out, "  - ❌ {}", problem.replace('\n', " "));
             }
-            if let Some(known) = limitation(&outcome.framework, &outcome.scenario) {
+            if let Some(known) = limitation(&outcome.framework, &outcome.scenario, scale) {
                 let _ = writeln!(out, "  - ⚠️ known limitation: {}", known.why);
             }
         }

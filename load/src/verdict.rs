@@ -1,7 +1,7 @@
 //! The suite's verdict over many outcomes: every rule met, except the known limitations — which
 //! must still fail, so that a fixed one is noticed and taken off the list.
 
-use crate::faults::Outcome;
+use crate::faults::{Outcome, Scale};
 use crate::known::limitation;
 
 pub struct Verdict {
@@ -15,7 +15,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn of(outcomes: &[Outcome]) -> Self {
+    pub fn of(outcomes: &[Outcome], scale: Scale) -> Self {
         let mut verdict = Self {
             passed: 0,
             unexpected: Vec::new(),
@@ -26,7 +26,7 @@ impl Verdict {
             let name = format!("{} {}", outcome.framework, outcome.scenario);
             match (
                 outcome.passed,
-                limitation(&outcome.framework, &outcome.scenario),
+                limitation(&outcome.framework, &outcome.scenario, scale),
             ) {
                 (true, None) => verdict.passed += 1,
                 (true, Some(_)) => verdict.outdated.push(name),

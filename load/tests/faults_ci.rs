@@ -17,7 +17,7 @@ async fn meets_the_fault_rules(package: &str) {
         scale: Scale::Ci,
     };
     let outcomes = run(&ctx, &[], &|line| eprintln!("  {line}")).await;
-    let verdict = sse_load::Verdict::of(&outcomes);
+    let verdict = sse_load::Verdict::of(&outcomes, Scale::Ci);
     assert!(verdict.passed(), "{package}: {}", verdict.describe());
     eprintln!("{package}: {}", verdict.describe());
 }

@@ -76,14 +76,28 @@ pub fn init_logging(config: &Config) {
         .init();
 }
 
+/// Connections the kernel queues for a listener before the server accepts them. Rust's std
+/// listens with 128, which a burst of connects (a reconnect storm, a flood) overflows: the
+/// kernel then drops SYNs and every client behind them, `/health` probes included, waits
+/// for a 1 s retransmit. The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds `HOST:PORT`; a port in use (or any other bind failure) prints one line and exits 1.
-/// The listener is non-blocking, ready to hand to any async runtime.
+/// The listener is non-blocking, ready to hand to any async runtime. Call it inside a tokio
+/// runtime.
 pub fn bind_or_exit(config: &Config, framework: Framework) -> TcpListener {
     let address = SocketAddr::new(config.host, config.port);
-    let listener = TcpListener::bind(address).and_then(|listener| {
-        listener.set_nonblocking(true)?;
-        Ok(listener)
-    });
+    let listener = (|| {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        // As std's `TcpListener::bind` does: a restarted server can bind at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(LISTEN_BACKLOG)?.into_std()
+    })();
     listener.unwrap_or_else(|error| {
         let package = framework.package;
         if error.kind() == std::io::ErrorKind::AddrInUse {
