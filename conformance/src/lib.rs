@@ -6,9 +6,11 @@
 //! - [`checks`]: one named check per rule of the contract (`CONTRACT.md`);
 //! - [`target`]: the server under test and the requests most checks make;
 //! - [`spawn`]: starting server binaries as real processes, and stopping them by PID;
+//! - [`hostile`]: hostile input for property tests, and the contract's rules it is judged by;
 //! - [`report`]: running the checks and printing the checks × servers table.
 
 pub mod checks;
+pub mod hostile;
 pub mod parser;
 pub mod report;
 pub mod spawn;
