@@ -7,6 +7,8 @@
 //! - [`app`]: the contract's answers built from those, the tick clock and shutdown;
 //! - [`stream`]: the `/events` body as bytes, for frameworks that stream raw bytes;
 //! - [`server`]: `start` (settings, logging, binding, signals, the startup banner, the ticker);
+//! - [`hyper_server`]: `serve_http1`, hyper's connection loop with a request-head timeout, for
+//!   the frameworks whose own `serve` sets none (axum, warp);
 //! - [`error`]: the JSON error answers.
 //!
 //! The contract itself is `CONTRACT.md` at the workspace root.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod hub;
+pub mod hyper_server;
 pub mod request;
 pub mod server;
 pub mod stream;

@@ -12,18 +12,14 @@
 
 use std::convert::Infallible;
 use std::pin::pin;
-use std::time::Duration;
 
 use bytes::BufMut;
 use futures_util::{Stream, StreamExt};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use sse_core::server::{Started, start};
+use sse_core::hyper_server::serve_http1;
+use sse_core::server::start;
 use sse_core::{
     ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, read_body_in_time,
+    MAX_TRIGGER_BODY, read_body_in_time,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -42,43 +38,11 @@ const FRAMEWORK: Framework = Framework {
 
 #[tokio::main]
 async fn main() {
-    let Started {
-        app,
-        listener,
-        mut signal,
-    } = start(FRAMEWORK);
-    let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
-    let service = warp::service(routes(app.clone()));
-
-    // Served with hyper's own connection builder and warp's filters as a service, because
-    // `warp::serve` gives hyper no timer and so no request-head timeout (a client trickling its
-    // headers would hold its connection forever); the loop is `warp::serve(..).graceful`'s.
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-    let connections = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let service = TowerToHyperService::new(service.clone());
-                    let connection = http.serve_connection(TokioIo::new(stream), service);
-                    tokio::spawn(connections.watch(connection));
-                }
-                // Out of file descriptors, say: wait a little before accepting again.
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            },
-            () = &mut signal => break,
-        }
-    }
-    drop(listener);
-    // Ending every stream is what lets the graceful shutdown finish: it waits for open
-    // responses, and an event stream never ends by itself.
-    app.shutdown();
-    tokio::select! {
-        () = connections.shutdown() => {}
-        () = app.shutdown_deadline() => {}
-    }
+    let started = start(FRAMEWORK);
+    let service = warp::service(routes(started.app.clone()));
+    // warp's filters as a tower service on hyper's own connection builder, because
+    // `warp::serve` gives hyper no timer and so no request-head timeout.
+    serve_http1(started, service).await;
 }
 
 /// Every route of the contract. Once a path matches, its branch always answers, and the last
