@@ -7,20 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
-echo "building sse-load and ${packages[*]} (release) …"
-cargo build --release --quiet -p sse-load $(printf -- '-p %s ' "${packages[@]}")
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-servers=()
-for package in "${packages[@]}"; do servers+=("$target_dir/release/$package"); done
+source scripts/examples.sh
+build_release_servers
 
 if [ "$#" -gt 0 ]; then
-  exec "$target_dir/release/sse-load" bench "$@" "${servers[@]}"
+  exec "$sse_load" bench "$@" "${servers[@]}"
 fi
 out=docs/benchmarks
 mkdir -p "$out"
 status=0
-"$target_dir/release/sse-load" bench --json "$out/results.json" --markdown "$out/results.md" \
+"$sse_load" bench --json "$out/results.json" --markdown "$out/results.md" \
   --charts "$out" --readme README.md "${servers[@]}" || status=$?
 echo "results: $out/results.md (exit $status)"
 exit "$status"

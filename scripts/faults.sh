@@ -6,15 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
-echo "building sse-load and ${packages[*]} (release) …"
-cargo build --release --quiet -p sse-load $(printf -- '-p %s ' "${packages[@]}")
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-servers=()
-for package in "${packages[@]}"; do servers+=("$target_dir/release/$package"); done
+source scripts/examples.sh
+build_release_servers
 
 if [ "$#" -gt 0 ]; then
-  exec "$target_dir/release/sse-load" faults "$@" "${servers[@]}"
+  exec "$sse_load" faults "$@" "${servers[@]}"
 fi
-exec "$target_dir/release/sse-load" faults --scale full --markdown docs/faults.md \
+exec "$sse_load" faults --scale full --markdown docs/faults.md \
   --json docs/faults.json "${servers[@]}"

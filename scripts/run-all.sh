@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
+source scripts/examples.sh
 echo "building ${packages[*]} …"
 cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
 
@@ -17,7 +17,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=$(target_dir)
 for package in "${packages[@]}"; do
   # Output goes through a prefixing sed that ignores Ctrl-C, so that it keeps reading until the
   # server has logged its shutdown and exited; $! is the server's own PID.

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
+source scripts/examples.sh
 
 echo "== cargo test --workspace"
 cargo test --workspace
