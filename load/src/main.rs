@@ -169,11 +169,7 @@ fn main() -> ExitCode {
                 }
                 let mut outcomes = Vec::new();
                 for server in &servers {
-                    let ctx = faults::FaultCtx {
-                        binary: server.clone(),
-                        framework: sse_load::subject::framework_of(server),
-                        scale,
-                    };
+                    let ctx = faults::FaultCtx::new(server.clone(), scale);
                     outcomes.extend(faults::run(&ctx, &only, &log).await);
                 }
                 let verdict = sse_load::Verdict::of(&outcomes, scale);

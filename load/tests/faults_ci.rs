@@ -11,11 +11,7 @@ async fn meets_the_fault_rules(package: &str) {
     let _turn = support::ONE_AT_A_TIME.lock().await;
     sse_load::procfs::raise_open_file_limit();
     let binary = support::build(package, support::Target::Bin(package));
-    let ctx = FaultCtx {
-        framework: sse_load::subject::framework_of(&binary),
-        binary,
-        scale: Scale::Ci,
-    };
+    let ctx = FaultCtx::new(binary, Scale::Ci);
     let outcomes = run(&ctx, &[], &|line| eprintln!("  {line}")).await;
     let verdict = sse_load::Verdict::of(&outcomes, Scale::Ci);
     assert!(verdict.passed(), "{package}: {}", verdict.describe());

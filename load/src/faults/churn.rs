@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::bench::churn::cycles;
 use crate::faults::{FaultCtx, Findings};
-use crate::subject::Subject;
 
 /// Cycles per second. A leak shows at any rate; the rate decides how many streams a server
 /// that notices a vanished client only at its next write (rocket, up to `HEARTBEAT_MS` later)
@@ -19,7 +18,7 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let count = ctx.scale.pick(50_000, 3_000);
     // The contract lets a server notice a vanished client as late as its next write (rocket
     // does): a one-second heartbeat bounds that for every server alike.
-    let subject = Subject::start(&ctx.binary, &[("HEARTBEAT_MS", "1000")]).await?;
+    let subject = ctx.start(&[("HEARTBEAT_MS", "1000")]).await?;
     let heartbeat = Duration::from_millis(subject.health().await?.config.heartbeat_ms);
     cycles(&subject, WARM_UP, Some(RATE)).await;
     let _ = subject.wait_clients(heartbeat * 2, |n| n == 0).await;

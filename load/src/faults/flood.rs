@@ -20,7 +20,7 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let max_clients = ctx.scale.pick(500, 50);
     let attempts = ctx.scale.pick(20_000, 2_000);
     let max_text = max_clients.to_string();
-    let subject = Subject::start(&ctx.binary, &[("MAX_CLIENTS", &max_text)]).await?;
+    let subject = ctx.start(&[("MAX_CLIENTS", &max_text)]).await?;
     let fleet = Fleet::start(subject.address, Plan::streams(max_clients));
     fleet.wait_heads(max_clients, Duration::from_secs(30)).await;
     subject

@@ -178,7 +178,7 @@ enum Outcome {
 }
 
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
-    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let subject = ctx.start(&[]).await?;
     let result = run_cases(&subject, findings).await;
     subject.stop().await;
     result

@@ -300,7 +300,7 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
         Duration::from_secs(15),
         REQUEST_BODY_TIMEOUT + Duration::from_secs(2),
     );
-    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let subject = ctx.start(&[]).await?;
     let before = subject.health().await;
     // The stalled body takes longest: the other cases run beside it.
     let (mut stalled, mut cases) = tokio::join!(

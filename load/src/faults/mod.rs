@@ -18,6 +18,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::subject::Subject;
+
 /// How big the scenarios are: `Full` as the issue states them, `Ci` small enough for every CI
 /// run. Timing rules (latency unchanged, `/health` quick) are enforced at `Full` only; at `Ci`
 /// they are reported, since a shared CI machine makes timings noise.
@@ -43,6 +45,27 @@ pub struct FaultCtx {
     pub binary: PathBuf,
     pub framework: String,
     pub scale: Scale,
+    /// More environment for every server started, on top of what a scenario sets (the
+    /// deliberately broken server of the tests takes `BROKEN=<rule>` this way).
+    pub env: Vec<(String, String)>,
+}
+
+impl FaultCtx {
+    pub fn new(binary: PathBuf, scale: Scale) -> Self {
+        Self {
+            framework: crate::subject::framework_of(&binary),
+            binary,
+            scale,
+            env: Vec::new(),
+        }
+    }
+
+    /// Starts a fresh server with the scenario's `overrides` and this context's environment.
+    pub async fn start(&self, overrides: &[(&str, &str)]) -> Result<Subject, String> {
+        let mut env = overrides.to_vec();
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Subject::start(&self.binary, &env).await
+    }
 }
 
 /// The result of one scenario against one server.

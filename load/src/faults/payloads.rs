@@ -32,7 +32,7 @@ type Trigger = (Option<String>, Value);
 
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let cases = ctx.scale.pick(256, 48);
-    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let subject = ctx.start(&[]).await?;
     let result = run_cases(&subject, cases, findings).await;
     subject.stop().await;
     result

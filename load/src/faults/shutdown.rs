@@ -7,13 +7,12 @@ use conformance::wire::BodyEnd;
 
 use crate::faults::{FaultCtx, Findings};
 use crate::fleet::{Fleet, Leave, Plan};
-use crate::subject::Subject;
 
 const LIMIT: Duration = Duration::from_secs(2);
 
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let streams = ctx.scale.pick(10_000, 1_000);
-    let mut subject = Subject::start(&ctx.binary, &[]).await?;
+    let mut subject = ctx.start(&[]).await?;
     let fleet = Fleet::start(subject.address, Plan::streams(streams));
     fleet.wait_heads(streams, Duration::from_secs(60)).await;
     subject

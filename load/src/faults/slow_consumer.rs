@@ -21,7 +21,7 @@ const RSS_LIMIT: u64 = 64 * 1024 * 1024;
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let calm_events = ctx.scale.pick(2_000, 400);
     let slow_events = ctx.scale.pick(20_000, 4_000);
-    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let subject = ctx.start(&[]).await?;
     let health = subject.health().await?;
     let (client_buffer, replay) = (health.config.client_buffer, health.config.replay_capacity);
     let others = Fleet::start(subject.address, Plan::streams(OTHERS));

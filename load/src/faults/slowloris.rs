@@ -46,7 +46,7 @@ struct Background {
 
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let tricklers = ctx.scale.pick(200, 20);
-    let subject = Subject::start(&ctx.binary, &[]).await?;
+    let subject = ctx.start(&[]).await?;
     let watcher = Fleet::start(subject.address, Plan::streams(1));
     let opened = watcher.wait_heads(1, Duration::from_secs(10)).await
         && subject
