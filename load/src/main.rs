@@ -85,8 +85,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
+    // As typed, but for absolute paths (the binaries in the target directory), which say
+    // nothing about another machine: their file names.
     let command_line = std::env::args()
-        .map(|a| a.rsplit('/').next().unwrap_or(&a).to_owned())
+        .map(|a| match a.strip_prefix('/') {
+            Some(path) => path.rsplit('/').next().unwrap_or(path).to_owned(),
+            None => a,
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let result = runtime.block_on(async move {
