@@ -13,6 +13,9 @@ const RATE: u64 = 2_000;
 /// Cycles run first, at the same rate, so that the baseline includes one-time allocations
 /// (runtime threads, allocator arenas) and the memory of the streams in flight at that rate.
 const WARM_UP: u64 = 4_000;
+/// The cycles run in this many equal parts, RSS read after each: a leak climbs part after part,
+/// while memory an allocator keeps after a peak levels off.
+const PARTS: u64 = 5;
 
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let count = ctx.scale.pick(50_000, 3_000);
@@ -26,7 +29,16 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let before = subject.sample()?;
 
     let began = Instant::now();
-    let (failed, first_error) = cycles(&subject, count, Some(RATE)).await;
+    let (mut failed, mut first_error) = (0, None);
+    let mut rss_path = vec![before.rss_bytes];
+    for part in 0..PARTS {
+        let (part_failed, part_error) = cycles(&subject, count / PARTS, Some(RATE)).await;
+        failed += part_failed;
+        first_error = first_error.or(part_error);
+        if part + 1 < PARTS {
+            rss_path.push(subject.sample()?.rss_bytes);
+        }
+    }
     let took = began.elapsed();
     let zero = subject
         .wait_clients(heartbeat + Duration::from_secs(2), |n| n == 0)
@@ -60,6 +72,15 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
         rss_growth * 100.0,
         before.open_fds,
         after.open_fds
+    ));
+    rss_path.push(after.rss_bytes);
+    findings.figure(format!(
+        "RSS before, then after each fifth of the cycles (the last once the count is back to 0): {} MiB",
+        rss_path
+            .iter()
+            .map(|bytes| format!("{:.1}", *bytes as f64 / (1024.0 * 1024.0)))
+            .collect::<Vec<_>>()
+            .join(" → ")
     ));
     findings.require(rss_growth <= 0.10, || {
         format!("RSS grew {:.1} % (limit 10 %)", rss_growth * 100.0)
