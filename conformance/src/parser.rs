@@ -439,41 +439,6 @@ mod tests {
         }
     }
 
-    /// Everything observable after a whole stream has been parsed.
-    #[derive(Debug, PartialEq, Eq)]
-    struct Outcome {
-        blocks: Vec<Block>,
-        pending: Vec<String>,
-        last_event_id: String,
-        reconnection_time: Option<u64>,
-        saw_invalid_utf8: bool,
-    }
-
-    fn outcome_of(chunks: &[&[u8]]) -> Outcome {
-        let mut parser = Parser::new();
-        let blocks = chunks.iter().flat_map(|chunk| parser.feed(chunk)).collect();
-        let pending = parser.finish();
-        Outcome {
-            blocks,
-            pending,
-            last_event_id: parser.last_event_id().to_owned(),
-            reconnection_time: parser.reconnection_time(),
-            saw_invalid_utf8: parser.saw_invalid_utf8(),
-        }
-    }
-
-    /// Checks that splitting `input` at any single point, and feeding it
-    /// byte by byte, gives exactly what feeding it at once gives.
-    fn assert_chunking_invariant(input: &[u8]) {
-        let whole = outcome_of(&[input]);
-        for split in 0..=input.len() {
-            let (head, tail) = input.split_at(split);
-            assert_eq!(outcome_of(&[head, tail]), whole, "split at {split}");
-        }
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(outcome_of(&bytes), whole, "byte by byte");
-    }
-
     #[test]
     fn bom_is_stripped_at_stream_start() {
         let (blocks, _) = parse(b"\xEF\xBB\xBFdata: x\n\n");
@@ -914,20 +879,6 @@ mod tests {
         );
         assert_eq!(blocks[1].event, Some(event("message", "b", "1", None)));
         assert_eq!(parser.reconnection_time(), Some(10));
-    }
-
-    #[test]
-    fn any_chunking_gives_the_same_result() {
-        let samples: [&[u8]; 5] = [
-            b"\xEF\xBB\xBFid: 1\r\nevent: add\r\ndata: a\r\ndata:  b\r\n\r\n: c\rretry: 300\r\rdata\n\ndata: tail",
-            "data: é€😀\r\n\r\ndata:\u{FEFF}x\r\r:\n\nid: 2\0\nid\ndata\r\n\r\n".as_bytes(),
-            b"data: \xF0\x9F\x98\xFF\xE2\x82\r\n\r\ndata: \xC0\xAF\n\n\xED\xA0\x80\n\ndata: \xF0\x9F",
-            b"\r\n\r\r\n\n\rdata: a\r\r\ndata: b\n\r\n",
-            b"\xEF\xBB\xBF\xEF\xBB\xBF\xEF\xBBdata: x\n\n\xEF",
-        ];
-        for sample in samples {
-            assert_chunking_invariant(sample);
-        }
     }
 
     #[test]

@@ -48,6 +48,30 @@ fn cut<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
     chunks
 }
 
+/// Hand-picked streams with what a chunked parser gets wrong (a CRLF, a BOM or a character cut in
+/// two, invalid UTF-8 at a chunk end), cut at every single point and fed byte by byte.
+#[test]
+fn known_hard_streams_cut_anywhere_give_the_same_outcome() {
+    let samples: [&[u8]; 5] = [
+        b"\xEF\xBB\xBFid: 1\r\nevent: add\r\ndata: a\r\ndata:  b\r\n\r\n: c\rretry: 300\r\rdata\n\ndata: tail",
+        "data: é€😀\r\n\r\ndata:\u{FEFF}x\r\r:\n\nid: 2\0\nid\ndata\r\n\r\n".as_bytes(),
+        b"data: \xF0\x9F\x98\xFF\xE2\x82\r\n\r\ndata: \xC0\xAF\n\n\xED\xA0\x80\n\ndata: \xF0\x9F",
+        b"\r\n\r\r\n\n\rdata: a\r\r\ndata: b\n\r\n",
+        b"\xEF\xBB\xBF\xEF\xBB\xBF\xEF\xBBdata: x\n\n\xEF",
+    ];
+    for sample in samples {
+        let whole = parse([sample]);
+        for split in 0..=sample.len() {
+            assert_eq!(
+                parse(cut(sample, &[split])),
+                whole,
+                "{sample:?} split at {split}"
+            );
+        }
+        assert_eq!(parse(sample.chunks(1)), whole, "{sample:?} byte by byte");
+    }
+}
+
 /// Bytes where the structure that matters is common: lines with field names (whole, cut or
 /// misspelt), every separator and line end (CR, LF, CRLF, none), values with BOMs, 4-byte and
 /// cut characters, bytes that are never UTF-8 and digits for `retry`; mixed with soups of the
