@@ -73,35 +73,23 @@ impl App {
         EventStreamBody::new(subscription, self.config.retry_ms, self.config.heartbeat())
     }
 
-    /// The checks of `POST /trigger` that need only the request head, in the contract's order:
-    /// 401, 415, then 413 for a declared length over the limit. The body is left unread, so a
-    /// refusal closes the connection.
-    fn check_trigger_head(
-        &self,
-        authorization: Option<&[u8]>,
-        content_type: Option<&[u8]>,
-        content_length: Option<u64>,
-    ) -> Result<(), ApiError> {
-        authorize(self.config.trigger_token.as_deref(), authorization)
-            .and_then(|()| check_content_type(content_type))
-            .and_then(|()| check_content_length(content_length))
-            .map_err(ApiError::closing_connection)
-    }
-
     /// The checks of `POST /trigger` that need only the request head, in the contract's order
     /// (401, 415, then 413 for a declared length over the limit), with the headers looked up
-    /// by their lower-case names. Read the body only after these pass.
+    /// by their lower-case names. Read the body only after these pass. The body is left unread,
+    /// so a refusal closes the connection.
     pub fn check_trigger_headers<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<(), ApiError> {
         let content_length = header("content-length")
             .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok());
-        self.check_trigger_head(
+        authorize(
+            self.config.trigger_token.as_deref(),
             header("authorization"),
-            header("content-type"),
-            content_length,
         )
+        .and_then(|()| check_content_type(header("content-type")))
+        .and_then(|()| check_content_length(content_length))
+        .map_err(ApiError::closing_connection)
     }
 
     /// Validates a trigger body (400) and publishes it.
@@ -246,28 +234,28 @@ mod tests {
             trigger_token: Some("t".into()),
             ..Cli::default()
         });
-        let status = |r: Result<(), ApiError>| r.map_err(|e| e.status).err();
+        let check = |authorization: &'static str, content_type: &'static str, length: &str| {
+            let length = length.to_owned();
+            app.check_trigger_headers(|name| match name {
+                "authorization" => Some(authorization.as_bytes()),
+                "content-type" => Some(content_type.as_bytes()),
+                "content-length" => Some(length.as_bytes()),
+                _ => None,
+            })
+            .err()
+        };
+        let status = |error: Option<ApiError>| error.map(|e| e.status);
         // Everything wrong: 401 first, then 415, then 413.
+        assert_eq!(status(check("", "text/plain", "1048576")), Some(401));
         assert_eq!(
-            status(app.check_trigger_head(None, Some(b"text/plain"), Some(1 << 20))),
-            Some(401)
-        );
-        assert_eq!(
-            status(app.check_trigger_head(Some(b"Bearer t"), Some(b"text/plain"), Some(1 << 20))),
+            status(check("Bearer t", "text/plain", "1048576")),
             Some(415)
         );
-        assert_eq!(
-            status(app.check_trigger_head(
-                Some(b"Bearer t"),
-                Some(b"application/json"),
-                Some(1 << 20)
-            )),
-            Some(413)
-        );
-        assert_eq!(
-            status(app.check_trigger_head(Some(b"Bearer t"), Some(b"application/json"), Some(10))),
-            None
-        );
+        let too_large = check("Bearer t", "application/json", "1048576").unwrap();
+        assert_eq!(too_large.status, 413);
+        // The body is left unread, so the connection closes; said once.
+        assert_eq!(too_large.headers, vec![("connection", "close".to_owned())]);
+        assert_eq!(status(check("Bearer t", "application/json", "10")), None);
     }
 
     #[tokio::test]

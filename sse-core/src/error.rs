@@ -25,7 +25,10 @@ impl ApiError {
         }
     }
 
+    /// Sets `name` (lower case), replacing an earlier value: some frameworks append, and a
+    /// header said twice is a different answer.
     fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(existing, _)| *existing != name);
         self.headers.push((name, value.into()));
         self
     }
@@ -91,6 +94,11 @@ impl ApiError {
             ),
         )
         .closing_connection()
+    }
+
+    /// The connection failed or broke while the body was being read.
+    pub fn unreadable_body() -> Self {
+        Self::new(400, "the request body could not be read to its end")
     }
 
     pub fn unsupported_media_type(got: Option<&str>) -> Self {

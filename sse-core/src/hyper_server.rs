@@ -18,10 +18,9 @@ use crate::server::Started;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Accepts connections until the signal, serving each with `service` and a request-head
-/// timeout of [`REQUEST_HEAD_TIMEOUT`]; then ends every stream (`app.shutdown()`, which is what
-/// lets a graceful shutdown finish: an event stream never ends by itself) and waits for the
-/// open connections, at most until [`crate::App::shutdown_deadline`].
+/// Accepts connections until [`Started::stopping`] completes (every event stream has then been
+/// ended), serving each with `service` and a request-head timeout of [`REQUEST_HEAD_TIMEOUT`];
+/// then waits for the open connections, at most until [`crate::App::shutdown_deadline`].
 pub async fn serve_http1<S, B>(started: Started, service: S)
 where
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -34,7 +33,7 @@ where
     let Started {
         app,
         listener,
-        mut signal,
+        mut stopping,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let mut http = http1::Builder::new();
@@ -52,11 +51,10 @@ where
                 // Out of file descriptors, say: wait a little before accepting again.
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             },
-            () = &mut signal => break,
+            () = &mut stopping => break,
         }
     }
     drop(listener);
-    app.shutdown();
     tokio::select! {
         () = connections.shutdown() => {}
         () = app.shutdown_deadline() => {}

@@ -39,5 +39,11 @@ pub const EVENT_STREAM_HEADERS: [(&str, &str); 3] = [
     ("x-accel-buffering", "no"),
 ];
 
+/// The request headers a CORS preflight allows (section 7), as one header value.
+pub const CORS_ALLOW_HEADERS: &str = "content-type, authorization, last-event-id";
+
+/// How long a browser may cache a preflight answer (`Access-Control-Max-Age`), in seconds.
+pub const CORS_MAX_AGE_SECS: u32 = 86_400;
+
 /// The demo page served at `GET /`.
 pub const DEMO_PAGE: &str = include_str!("../../web-demo/index.html");

@@ -1,5 +1,6 @@
-//! Process plumbing every example shares: logging, binding with the contract's errors, the
-//! startup banner, and waiting for SIGINT/SIGTERM.
+//! Process plumbing every example shares: [`start`] (settings, logging, binding with the
+//! contract's errors, the startup banner, the tick clock and a shutdown future that ends every
+//! event stream), the request head and body timeouts, and waiting for SIGINT/SIGTERM.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -13,7 +14,8 @@ use crate::error::ApiError;
 
 /// How long a client may take to send a request head (request line and headers), so that a
 /// client trickling its headers (slowloris) or sending none holds a connection for at most this
-/// long. Generous for any real client; every example sets its framework's head timeout to it.
+/// long. Generous for any real client; every example but rocket (which has no such setting)
+/// sets its framework's head timeout to it.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a `POST /trigger` body may take to arrive in full after its head, so that a body
@@ -36,8 +38,10 @@ pub struct Started {
     pub app: App,
     /// Bound and non-blocking.
     pub listener: TcpListener,
-    /// Completes on SIGINT or SIGTERM (handlers already installed).
-    pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Completes on SIGINT or SIGTERM (handlers already installed), once every event stream has
+    /// been ended ([`App::shutdown`]): a framework's graceful shutdown waits for open responses,
+    /// and an event stream never ends by itself. Hand it to the framework as its shutdown signal.
+    pub stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 /// Everything before serving, in the contract's order: settings (a bad one exits 2), logging,
@@ -48,7 +52,14 @@ pub fn start(framework: Framework) -> Started {
     init_logging(&config);
     let listener = bind_or_exit(&config, framework);
     let app = App::new(framework, config);
-    let signal = Box::pin(shutdown_signal());
+    let stopping = Box::pin({
+        let app = app.clone();
+        let signal = shutdown_signal();
+        async move {
+            signal.await;
+            app.shutdown();
+        }
+    });
     announce(
         framework,
         listener
@@ -59,7 +70,7 @@ pub fn start(framework: Framework) -> Started {
     Started {
         app,
         listener,
-        signal,
+        stopping,
     }
 }
 

@@ -23,8 +23,8 @@ use actix_web_lab::sse;
 use futures_util::StreamExt;
 use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, Framework, MAX_TRIGGER_BODY,
-    REQUEST_HEAD_TIMEOUT, read_body_in_time,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, read_body_in_time,
 };
 
 const FRAMEWORK: Framework = Framework {
@@ -38,7 +38,7 @@ async fn main() -> std::io::Result<()> {
     let Started {
         app,
         listener,
-        signal,
+        stopping,
     } = start(FRAMEWORK);
 
     let routes = {
@@ -68,14 +68,8 @@ async fn main() -> std::io::Result<()> {
         // fails (the second heartbeat after the close); this ends it at the EOF.
         .h1_allow_half_closed(false)
         // actix-web's own handlers stop at once on SIGINT (resetting every stream) and wait for
-        // open streams on SIGTERM; ending the streams first makes both a graceful stop.
-        .shutdown_signal({
-            let app = app.clone();
-            async move {
-                signal.await;
-                app.shutdown();
-            }
-        })
+        // open streams on SIGTERM; `stopping` ends the streams first, making both a graceful stop.
+        .shutdown_signal(stopping)
         // Workers look again after 1 s at the earliest; whoever is still connected then (a
         // client that stopped reading) is dropped instead of being waited for 30 s.
         .shutdown_timeout(1)
@@ -94,11 +88,8 @@ fn resource(path: &str, allow: &'static str) -> Resource {
         .route(web::method(Method::OPTIONS).to(move || async move {
             HttpResponse::NoContent()
                 .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, allow))
-                .insert_header((
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    "content-type, authorization, last-event-id",
-                ))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE_SECS))
                 .finish()
         }))
         .default_service(web::to(move |request: HttpRequest| async move {
@@ -134,11 +125,14 @@ async fn events(
             None => data.into(),
         }
     });
-    Ok(sse::Sse::from_infallible_stream(events)
+    let sse = sse::Sse::from_infallible_stream(events)
         .with_retry_duration(Duration::from_millis(app.config.retry_ms))
-        .with_keep_alive(app.config.heartbeat())
-        .customize()
-        .insert_header(("x-accel-buffering", "no")))
+        .with_keep_alive(app.config.heartbeat());
+    Ok(EVENT_STREAM_HEADERS
+        .into_iter()
+        .fold(sse.customize(), |response, header| {
+            response.insert_header(header)
+        }))
 }
 
 async fn trigger(
@@ -155,7 +149,7 @@ async fn trigger(
         body.to_bytes_limited(MAX_TRIGGER_BODY)
             .await
             .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
-            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))
+            .map_err(|_| ApiError::unreadable_body())
     })
     .await?;
     let accepted = app.publish_trigger(&body).await?;

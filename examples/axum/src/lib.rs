@@ -2,8 +2,9 @@
 //!
 //! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http,
 //! the trigger's checks in the contract's order, JSON errors for every rejection (404, 405
-//! with `Allow`, 401, 413, 415, 400, 503), and a graceful shutdown that open streams cannot
-//! hold hostage.
+//! with `Allow`, 401, 413, 415, 400, 503), and the router served as a tower service on hyper's
+//! own connection builder (sse-core's `serve_http1`), for a request-head timeout and a graceful
+//! shutdown that open streams cannot hold hostage.
 //!
 //! Run it with `cargo run -p axum-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3001/events` and, in another terminal,
@@ -16,15 +17,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use futures_util::StreamExt;
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT,
 };
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
@@ -80,12 +81,13 @@ fn with_cors(
     let cors = CorsLayer::new()
         .allow_origin(origin.clone())
         .allow_methods(methods.to_vec())
-        .allow_headers([
-            CONTENT_TYPE,
-            AUTHORIZATION,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(86_400));
+        .allow_headers(
+            CORS_ALLOW_HEADERS
+                .split(", ")
+                .map(HeaderName::from_static)
+                .collect::<Vec<_>>(),
+        )
+        .max_age(Duration::from_secs(CORS_MAX_AGE_SECS.into()));
     route
         .fallback(move |method: Method, uri: Uri| async move {
             ErrorResponse(ApiError::method_not_allowed(
@@ -138,7 +140,7 @@ async fn trigger(State(app): State<App>, request: Request) -> Result<Response, E
             } else if caused_by::<TimeoutError>(&*error) {
                 ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
             } else {
-                ApiError::bad_request("the request body could not be read to its end")
+                ApiError::unreadable_body()
             }
         })?;
     let accepted = app.publish_trigger(&body).await?;

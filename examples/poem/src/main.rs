@@ -18,9 +18,9 @@ use std::task::{Context, Poll, ready};
 
 use futures_util::StreamExt;
 use poem::error::{CorsError, MethodNotAllowedError, NotFoundError, ReadBodyError, ResponseError};
-use poem::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
+use poem::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
 use poem::http::uri::Scheme;
-use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::middleware::{Cors, SetHeader};
 use poem::web::{Data, Html, LocalAddr, RemoteAddr};
@@ -29,8 +29,9 @@ use poem::{
 };
 use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE, read_body_in_time,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
+    read_body_in_time,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -47,21 +48,13 @@ async fn main() {
     let Started {
         app,
         listener,
-        signal,
+        stopping,
     } = start(FRAMEWORK);
     let acceptor =
         HangUpAware(TcpAcceptor::from_std(listener).expect("listener joins the runtime"));
 
-    // poem's graceful shutdown waits for every open response, and an event stream never ends by
-    // itself: end the streams when the signal arrives. poem's own timeout then drops whatever
-    // is still open (a client that stopped reading), so the process exits in time anyway.
-    let stopping = {
-        let app = app.clone();
-        async move {
-            signal.await;
-            app.shutdown();
-        }
-    };
+    // `stopping` has ended every stream; poem's own timeout then drops whatever is still open
+    // (a client that stopped reading), so the process exits in time anyway.
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes(app), stopping, Some(SHUTDOWN_GRACE))
         .await
@@ -88,12 +81,8 @@ fn routes(app: App) -> impl Endpoint {
 fn resource(methods: RouteMethod, allow: &'static str) -> impl Endpoint {
     let cors = Cors::new()
         .allow_methods(allow.split(", "))
-        .allow_headers([
-            CONTENT_TYPE,
-            AUTHORIZATION,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(86_400);
+        .allow_headers(CORS_ALLOW_HEADERS.split(", "))
+        .max_age(CORS_MAX_AGE_SECS as i32);
     // The 405 is reshaped inside `Cors`: for a request with `Origin`, `Cors` turns the inner
     // error into poem's plain-text response before anything outside could see it.
     methods
@@ -125,7 +114,7 @@ async fn finish(route: Arc<Route>, request: Request) -> poem::Result<Response> {
             } else if error.is::<CorsError>() {
                 format!(
                     "the CORS preflight for {path} was refused ({error}); ask for one of its \
-                     methods and only the headers content-type, authorization, last-event-id"
+                     methods and only the headers {CORS_ALLOW_HEADERS}"
                 )
             } else {
                 format!("{error} ({path})")
@@ -187,7 +176,7 @@ async fn trigger(
             .await
             .map_err(|error| match error {
                 ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
-                _ => ApiError::bad_request("the request body could not be read to its end"),
+                _ => ApiError::unreadable_body(),
             })
     })
     .await?;

@@ -24,8 +24,8 @@ use rocket::response::{self, Responder, Response};
 use rocket::route::{self, Handler, Route};
 use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, EventStreamBody, Framework,
-    MAX_TRIGGER_BODY, read_body_in_time,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, EventStreamBody, Framework, MAX_TRIGGER_BODY, read_body_in_time,
 };
 
 pub const FRAMEWORK: Framework = Framework {
@@ -104,7 +104,7 @@ async fn trigger(
         body.open(MAX_TRIGGER_BODY.bytes())
             .into_bytes()
             .await
-            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))
+            .map_err(|_| ApiError::unreadable_body())
     })
     .await?;
     if !body.is_complete() {
@@ -160,11 +160,8 @@ impl Handler for OtherMethods {
                 Response::build()
                     .status(Status::NoContent)
                     .raw_header("access-control-allow-methods", self.allow)
-                    .raw_header(
-                        "access-control-allow-headers",
-                        "content-type, authorization, last-event-id",
-                    )
-                    .raw_header("access-control-max-age", "86400")
+                    .raw_header("access-control-allow-headers", CORS_ALLOW_HEADERS)
+                    .raw_header("access-control-max-age", CORS_MAX_AGE_SECS.to_string())
                     .finalize(),
             );
         }

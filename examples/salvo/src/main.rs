@@ -18,14 +18,15 @@ use salvo::affix_state;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::cors::Cors;
 use salvo::fuse::FuseConfig;
-use salvo::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONTENT_TYPE};
+use salvo::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
 use salvo::prelude::*;
 use salvo::sse::{SseEvent, SseKeepAlive};
 use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+    SHUTDOWN_GRACE,
 };
 
 const FRAMEWORK: Framework = Framework {
@@ -39,7 +40,7 @@ async fn main() {
     let Started {
         app,
         listener,
-        signal,
+        stopping,
     } = start(FRAMEWORK);
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
@@ -49,18 +50,14 @@ async fn main() {
     let fuse = FuseConfig::default()
         .with_http1_header_timeout(REQUEST_HEAD_TIMEOUT)
         .with_request_body_timeout(REQUEST_BODY_TIMEOUT);
-    // salvo handles no signals itself. Its graceful stop waits for open responses, and an event
-    // stream never ends by itself: end every stream first, and let salvo's own timeout cut any
-    // connection that is still open after the grace period (a client that stopped reading).
+    // salvo handles no signals itself. Once `stopping` has ended every stream, salvo's graceful
+    // stop has only to let them finish, and its own timeout cuts any connection still open
+    // after the grace period (a client that stopped reading).
     let server = Server::new(acceptor).fuse_config(fuse);
     let handle = server.handle();
-    tokio::spawn({
-        let app = app.clone();
-        async move {
-            signal.await;
-            app.shutdown();
-            handle.stop_graceful(SHUTDOWN_GRACE);
-        }
+    tokio::spawn(async move {
+        stopping.await;
+        handle.stop_graceful(SHUTDOWN_GRACE);
     });
     server.serve(service(app)).await;
 }
@@ -99,12 +96,13 @@ fn resource(router: Router, allow: &'static str, origin: &HeaderValue) -> Router
     let cors = Cors::new()
         .allow_origin(origin.clone())
         .allow_methods(method)
-        .allow_headers([
-            CONTENT_TYPE,
-            AUTHORIZATION,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(86_400))
+        .allow_headers(
+            CORS_ALLOW_HEADERS
+                .split(", ")
+                .map(HeaderName::from_static)
+                .collect::<Vec<_>>(),
+        )
+        .max_age(Duration::from_secs(CORS_MAX_AGE_SECS.into()))
         .into_handler();
     router.hoop(cors).goal(OtherMethods { allow })
 }
@@ -194,7 +192,7 @@ async fn trigger(
             {
                 ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
             }
-            _ => ApiError::bad_request("the request body could not be read to its end"),
+            _ => ApiError::unreadable_body(),
         })?;
     let accepted = app.publish_trigger(body).await?;
     Ok((StatusCode::ACCEPTED, Text::Json(accepted.body())))

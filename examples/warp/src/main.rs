@@ -4,7 +4,9 @@
 //! method itself (its handler, its CORS preflight, a JSON 405 with `Allow`) so that no warp
 //! rejection ever reaches the client as plain text; a streaming `/events` body fed by the shared
 //! hub; the trigger's checks in the contract's order with a body limit that holds for chunked
-//! bodies too; and a graceful shutdown that open streams cannot hold hostage.
+//! bodies too; and the filters served as a tower service on hyper's own connection builder
+//! (sse-core's `serve_http1`), for a request-head timeout and a graceful shutdown that open
+//! streams cannot hold hostage.
 //!
 //! Run it with `cargo run -p warp-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3003/events` and, in another terminal,
@@ -18,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use sse_core::hyper_server::serve_http1;
 use sse_core::server::start;
 use sse_core::{
-    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, Framework,
-    MAX_TRIGGER_BODY, read_body_in_time,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, read_body_in_time,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -107,9 +109,9 @@ fn resource<R: Reply>(
         );
         headers.insert(
             ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type, authorization, last-event-id"),
+            HeaderValue::from_static(CORS_ALLOW_HEADERS),
         );
-        headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(CORS_MAX_AGE_SECS));
         response
     });
     let not_allowed = warp::method().map(move |method: Method| {
@@ -168,8 +170,7 @@ async fn read_at_most(
     let mut body = pin!(body);
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::bad_request("the request body could not be read to its end"))?;
+        let chunk = chunk.map_err(|_| ApiError::unreadable_body())?;
         if bytes.len() + chunk.remaining() > limit {
             return Err(ApiError::payload_too_large(limit));
         }
