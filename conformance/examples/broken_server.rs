@@ -199,7 +199,12 @@ async fn break_response(
                 .await;
         }
         ("health", "/health") => {
-            return rewrite_body(response, |text| text.replace("\"last_id\"", "\"lastId\"")).await;
+            // A break the suite can still read (it needs `last_id` and the rest to begin), so
+            // that it is the `health` check itself that notices.
+            return rewrite_body(response, |text| {
+                text.replace("\"status\":\"ok\"", "\"status\":\"up\"")
+            })
+            .await;
         }
         ("tick-cadence", "/health") => {
             return rewrite_body(response, |text| {
@@ -243,7 +248,8 @@ fn break_frame(rule: &str, stream_number: u64, frame: String) -> Option<String> 
         "tick-shape" if frame.contains("event: tick") => {
             Some(frame.replace("{\"tick\":", "{\"tick\": "))
         }
-        // Every stream counts its own ticks.
+        // Each stream's ticks get a number of their own (a per-stream prefix on K), so streams
+        // disagree on K.
         "tick-shared" if frame.contains("event: tick") => {
             Some(frame.replace("{\"tick\":", &format!("{{\"tick\":{}", stream_number + 1)))
         }

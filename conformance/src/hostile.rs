@@ -36,6 +36,25 @@ pub fn request_body(name: Option<&str>, data: &Value) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).expect("a JSON value serializes")
 }
 
+/// Names the contract allows.
+pub fn valid_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}".prop_filter("reserved", |name| name_is_valid(name))
+}
+
+/// `bytes` cut at `points` (each taken modulo the length plus one, so they may repeat and make
+/// empty chunks), as TCP may deliver a body: the parser must not care.
+pub fn cut<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = points.iter().map(|p| p % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for end in points.into_iter().chain([bytes.len()]) {
+        chunks.push(&bytes[start..end]);
+        start = end;
+    }
+    chunks
+}
+
 /// Names on both sides of the rule, each often: valid ones, the 64/65-character edge, the
 /// reserved names and their neighbours, valid names with one hostile character put in
 /// anywhere, and arbitrary strings.
@@ -54,7 +73,7 @@ pub fn any_name() -> impl Strategy<Value = String> {
             format!("{}{bad}{}", &name[..at], &name[at..])
         });
     prop_oneof![
-        4 => "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}",
+        4 => valid_name(),
         2 => "[A-Za-z0-9][a-z0-9._:-]{62,64}",
         1 => prop::sample::select(vec!["tick", "gap", "Tick", "ticks", "gap:", "message", "0", ""])
             .prop_map(str::to_owned),

@@ -19,7 +19,8 @@ use conformance::target::Target;
     about = "Checks Server-Sent Events servers against the sse-examples contract (CONTRACT.md).",
     after_help = "Checks that a server's settings do not allow (as its /health reports them) are skipped with \
                   the reason. The process checks (shutdown, config errors, port in use) need --spawn. \
-                  Exit status: 0 when nothing failed, 1 otherwise."
+                  Exit status: 0 when nothing failed, 1 when a check failed or a server could not be \
+                  reached, 2 for bad arguments."
 )]
 struct Cli {
     /// Base URLs of running servers, e.g. http://127.0.0.1:3001

@@ -8,7 +8,7 @@
 //! `retry:` block. The bytes are fed to the parser cut at random points, as TCP may deliver them.
 
 use conformance::hostile::{
-    any_data, any_name, check_exactly_the_event, name_is_valid, request_body,
+    any_data, any_name, check_exactly_the_event, cut, name_is_valid, request_body, valid_name,
 };
 use conformance::parser::{Block, LineKind, Parser};
 use futures_util::{FutureExt, StreamExt};
@@ -21,22 +21,17 @@ use sse_core::{Hub, HubLimits};
 
 /// A trigger a server accepts: a valid name, or none (meaning `message`), and any data.
 fn accepted_trigger() -> impl Strategy<Value = (Option<String>, Value)> {
-    let name = "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}".prop_filter("reserved", |n| name_is_valid(n));
-    (prop::option::weighted(0.8, name), any_data())
+    (prop::option::weighted(0.8, valid_name()), any_data())
 }
 
 /// Feeds `bytes` cut at the given points (taken modulo the length, so they may repeat and
 /// make empty chunks), then ends the stream. Returns the blocks and the parser, after
 /// checking that nothing was left unterminated.
 fn parse_in_chunks(bytes: &[u8], cuts: &[usize]) -> Result<(Vec<Block>, Parser), TestCaseError> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (bytes.len() + 1)).collect();
-    cuts.sort_unstable();
     let mut parser = Parser::new();
     let mut blocks = Vec::new();
-    let mut start = 0;
-    for end in cuts.into_iter().chain([bytes.len()]) {
-        blocks.extend(parser.feed(&bytes[start..end]));
-        start = end;
+    for chunk in cut(bytes, cuts) {
+        blocks.extend(parser.feed(chunk));
     }
     prop_assert_eq!(parser.finish(), Vec::<String>::new(), "unterminated lines");
     Ok((blocks, parser))

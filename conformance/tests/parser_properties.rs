@@ -4,6 +4,7 @@
 //! body arrives at once, byte by byte, or cut at arbitrary points — a check that judges a
 //! server must not depend on how TCP happened to split its bytes.
 
+use conformance::hostile::cut;
 use conformance::parser::{Block, Parser};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -33,19 +34,6 @@ fn parse<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
         reconnection_time: parser.reconnection_time(),
         saw_invalid_utf8: parser.saw_invalid_utf8(),
     }
-}
-
-/// `bytes` cut at the given points (modulo its length; repeated points make empty chunks).
-fn cut<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
-    let mut points: Vec<usize> = points.iter().map(|p| p % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for end in points.into_iter().chain([bytes.len()]) {
-        chunks.push(&bytes[start..end]);
-        start = end;
-    }
-    chunks
 }
 
 /// Hand-picked streams with what a chunked parser gets wrong (a CRLF, a BOM or a character cut in
