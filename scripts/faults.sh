@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fault-and-load suite at full scale: builds the six servers and the load generator
-# (release), runs every scenario against each server, and writes docs/faults.md. About 15
-# minutes on 2 cores. Extra arguments go to `sse-load faults` (e.g. `--scale ci` for the bounded
+# (release), runs every scenario against each server, and writes docs/faults.md. About 6
+# minutes on 2 cores once built. Extra arguments go to `sse-load faults` (e.g. `--scale ci` for the bounded
 # version CI runs, or `--only slowloris`); with arguments, docs/ is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."

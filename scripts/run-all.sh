@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the six example servers on their default ports (3001–3006), prints their URLs, and
+# Starts the six example servers on their default ports (3001–3006), each printing its URLs, and
 # stops them all (by their own PIDs) on Ctrl-C. Extra settings pass through the environment:
 #   TICK_MS=250 scripts/run-all.sh
 set -euo pipefail
@@ -27,7 +27,6 @@ done
 
 sleep 1
 echo
-echo "demo page: http://127.0.0.1:3001/ (every server serves it; each card connects to its server)"
-for port in 3001 3002 3003 3004 3005 3006; do echo "  http://127.0.0.1:$port/events"; done
-echo "Ctrl-C stops them all."
+echo "Each server's address is in its 'listening on' line above; every one serves the demo page"
+echo "at / (each card connects to its own server). Ctrl-C stops them all."
 wait

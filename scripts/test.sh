@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every test of the project: the Rust tests (sse-core's unit tests, the conformance parser, the
-# whole conformance suite against all six example servers, and the proof that every check fails
-# against a server breaking its rule), then the demo page's end-to-end tests in headless Chromium.
+# Every test of the project: the Rust tests (sse-core's unit tests, the conformance parser and
+# its property tests, the whole conformance suite against all six example servers, the proof
+# that every check fails against a server breaking its rule, and the fault-and-load suite at CI
+# scale with its own proof against that broken server), then the demo page's end-to-end tests
+# in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

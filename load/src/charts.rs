@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::bench::{Results, Sizes};
+use crate::bench::{CPU_S_PER_MILLION, LATENCY_P99_MS, RSS_PER_IDLE_STREAM_KIB, Results, Sizes};
 
 /// One bar per framework, with the target as a dashed line.
 pub fn bar_chart(
@@ -106,7 +106,7 @@ pub fn bench(results: &[Results], sizes: &Sizes, dir: &Path) -> Result<Vec<Strin
             ),
             "CPU s",
             bars(|r| r.fanout.cpu_s_per_million),
-            1.5,
+            CPU_S_PER_MILLION.limit,
         ),
         (
             "rss-per-stream.svg",
@@ -116,7 +116,7 @@ pub fn bench(results: &[Results], sizes: &Sizes, dir: &Path) -> Result<Vec<Strin
             ),
             "KiB",
             bars(|r| r.streams.rss_per_idle_stream_kib),
-            8.0,
+            RSS_PER_IDLE_STREAM_KIB.limit,
         ),
         (
             "latency-p99.svg",
@@ -126,7 +126,7 @@ pub fn bench(results: &[Results], sizes: &Sizes, dir: &Path) -> Result<Vec<Strin
             ),
             "ms",
             bars(|r| r.fanout.latency.p99_ms),
-            5.0,
+            LATENCY_P99_MS.limit,
         ),
     ];
     let mut written = Vec::new();

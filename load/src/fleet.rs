@@ -2,6 +2,7 @@
 //! consecutive, no duplicate, the payload's timestamp turned into a latency.
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::stream::{Event, Progress, Stream, clock_ns};
+use crate::subject::Subject;
 
 /// What one client saw.
 #[derive(Debug, Default, Clone)]
@@ -99,33 +101,8 @@ fn stamp(data: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-/// How a fleet connects.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub clients: usize,
-    /// Connects in flight at once.
-    pub connect_concurrency: usize,
-    /// Request target, e.g. `/events`.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    /// A small receive buffer, for clients that will stop reading.
-    pub receive_buffer: Option<u32>,
-    /// Clients that read nothing after the head (slow consumers).
-    pub never_read: bool,
-}
-
-impl Plan {
-    pub fn streams(clients: usize) -> Self {
-        Self {
-            clients,
-            connect_concurrency: 128,
-            target: "/events".to_owned(),
-            headers: Vec::new(),
-            receive_buffer: None,
-            never_read: false,
-        }
-    }
-}
+/// Connects in flight at once while a fleet opens its streams.
+const CONNECTS_IN_FLIGHT: usize = 128;
 
 /// How a fleet's clients leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,46 +116,30 @@ pub enum Leave {
 /// Running clients and what they have delivered so far.
 pub struct Fleet {
     pub delivered: Arc<AtomicU64>,
-    pub connected: Arc<AtomicU64>,
     pub heads: Arc<AtomicU64>,
     leave: watch::Sender<Option<Leave>>,
     tasks: JoinSet<Tally>,
-    pub started: Instant,
 }
 
 impl Fleet {
-    /// Starts the clients; they connect in the background (see [`Fleet::wait_connected`]).
-    pub fn start(address: SocketAddr, plan: Plan) -> Self {
+    /// Starts `clients` streams (`GET /events`); they connect in the background (see
+    /// [`Fleet::wait_heads`]).
+    pub fn start(address: SocketAddr, clients: usize) -> Self {
         let delivered = Arc::new(AtomicU64::new(0));
-        let connected = Arc::new(AtomicU64::new(0));
         let heads = Arc::new(AtomicU64::new(0));
         let (leave, leave_rx) = watch::channel(None);
-        let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
-        let plan = Arc::new(plan);
+        let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
         let mut tasks = JoinSet::new();
-        for _ in 0..plan.clients {
-            let plan = Arc::clone(&plan);
+        for _ in 0..clients {
             let gate = Arc::clone(&gate);
             let delivered = Arc::clone(&delivered);
-            let connected = Arc::clone(&connected);
             let heads = Arc::clone(&heads);
             let leave = leave_rx.clone();
             tasks.spawn(async move {
                 let permit = gate.acquire_owned().await.expect("never closed");
                 let began = Instant::now();
-                let headers: Vec<(&str, &str)> = plan
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                let opened = Stream::open(
-                    address,
-                    &plan.target,
-                    &headers,
-                    plan.receive_buffer,
-                    Duration::from_secs(30),
-                )
-                .await;
+                let opened =
+                    Stream::open(address, "/events", &[], None, Duration::from_secs(30)).await;
                 drop(permit);
                 heads.fetch_add(1, Ordering::Relaxed);
                 let mut tally = Tally::default();
@@ -195,19 +156,28 @@ impl Fleet {
                     tally.refused = Some(stream.head.describe());
                     return tally;
                 }
-                connected.fetch_add(1, Ordering::Relaxed);
-                run_client(stream, &plan, &mut tally, &delivered, leave).await;
+                run_client(stream, &mut tally, &delivered, leave).await;
                 tally
             });
         }
         Self {
             delivered,
-            connected,
             heads,
             leave,
             tasks,
-            started: Instant::now(),
         }
+    }
+
+    /// Starts `clients` streams against `subject` and waits until every head has arrived (at
+    /// most `within`) and the server's `/health` counts exactly that many clients.
+    pub async fn open(subject: &Subject, clients: usize, within: Duration) -> Result<Self, String> {
+        let fleet = Self::start(subject.address, clients);
+        fleet.wait_heads(clients, within).await;
+        subject
+            .wait_clients(Duration::from_secs(10), |n| n == clients as u64)
+            .await
+            .map_err(|n| format!("{n} of {clients} clients connected"))?;
+        Ok(fleet)
     }
 
     /// Waits until every client has its head (or its refusal); false when `timeout` ran out.
@@ -250,34 +220,57 @@ impl Fleet {
     }
 }
 
+/// Reads `stream` until the server ends it or the fleet is told to leave; with
+/// [`Leave::AwaitEnd`], on until the server ends it.
 async fn run_client(
     mut stream: Stream,
-    plan: &Plan,
     tally: &mut Tally,
     delivered: &AtomicU64,
     mut leave: watch::Receiver<Option<Leave>>,
 ) {
-    if plan.never_read {
-        let _ = leave.wait_for(Option::is_some).await;
+    // One future for the whole life of the client: a new `changed()` on every read would take
+    // the watch's lock each time, on the load generator's hot path.
+    let mut told = pin!(async move {
+        leave
+            .wait_for(Option::is_some)
+            .await
+            .map_or(Leave::Reset, |leave| leave.unwrap_or(Leave::Reset))
+    });
+    let how = loop {
+        tokio::select! {
+            how = &mut told => break how,
+            progress = read_counting(&mut stream, tally, delivered) => {
+                if let Progress::Ended(end) = progress {
+                    tally.end = Some(end);
+                    return;
+                }
+            }
+        }
+    };
+    if how == Leave::Reset {
+        stream.abort();
+        return;
     }
     loop {
-        let left = *leave.borrow();
-        if left == Some(Leave::Reset) {
-            stream.abort();
-            return;
-        }
-        let progress = tokio::select! {
-            progress = stream.read(|event| {
-                tally.record(event, clock_ns());
-                if event.id.is_some() {
-                    delivered.fetch_add(1, Ordering::Relaxed);
-                }
-            }) => progress,
-            _ = leave.changed(), if left.is_none() => continue,
-        };
-        if let Progress::Ended(end) = progress {
+        if let Progress::Ended(end) = read_counting(&mut stream, tally, delivered).await {
             tally.end = Some(end);
             return;
         }
     }
+}
+
+/// One read: every event into the tally, and the events with an id into the fleet's count
+/// (one atomic add per read, not per event).
+async fn read_counting(stream: &mut Stream, tally: &mut Tally, delivered: &AtomicU64) -> Progress {
+    let mut with_id = 0;
+    let progress = stream
+        .read(|event| {
+            tally.record(event, clock_ns());
+            with_id += u64::from(event.id.is_some());
+        })
+        .await;
+    if with_id > 0 {
+        delivered.fetch_add(with_id, Ordering::Relaxed);
+    }
+    progress
 }

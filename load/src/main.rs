@@ -49,10 +49,10 @@ enum Command {
         /// Server binaries to test.
         #[arg(required = true)]
         servers: Vec<PathBuf>,
-        /// `full` as the issue states the scenarios, `ci` for a bounded run.
+        /// `full` at the sizes docs/faults.md reports, `ci` for the bounded run CI makes.
         #[arg(long, value_enum, default_value = "full")]
-        scale: Scale,
-        /// Run only these scenarios (repeatable); `--list` shows them.
+        scale: faults::Scale,
+        /// Run only these scenarios (repeatable); `sse-load list` shows them.
         #[arg(long, value_name = "SCENARIO")]
         only: Vec<String>,
         /// Write the results (Markdown) here.
@@ -70,12 +70,6 @@ enum Command {
 enum Size {
     Full,
     Quick,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Scale {
-    Full,
-    Ci,
 }
 
 fn main() -> ExitCode {
@@ -158,11 +152,7 @@ fn main() -> ExitCode {
                 markdown,
                 json,
             } => {
-                let scale = match scale {
-                    Scale::Full => faults::Scale::Full,
-                    Scale::Ci => faults::Scale::Ci,
-                };
-                need_files(limit, scale.pick(10_000, 1_000))?;
+                need_files(limit, faults::shutdown::streams(scale))?;
                 check_binaries(&servers)?;
                 if let Some(unknown) = only
                     .iter()

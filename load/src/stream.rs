@@ -40,8 +40,8 @@ pub struct Stream {
     body: BodyDecoder,
     events: EventScanner,
     buffer: Vec<u8>,
-    /// Comment blocks (heartbeats) seen.
-    pub comments: u64,
+    /// The dechunked bytes of the last read, kept to reuse its allocation.
+    decoded: Vec<u8>,
 }
 
 const READ_SIZE: usize = 4096;
@@ -114,13 +114,13 @@ impl Stream {
             body,
             events,
             buffer,
-            comments: 0,
+            decoded,
         })
     }
 
     /// Waits for more of the body and hands every complete event to `on_event`.
     pub async fn read(&mut self, mut on_event: impl FnMut(&Event<'_>)) -> Progress {
-        self.comments += self.events.drain(&mut on_event);
+        self.events.drain(&mut on_event);
         if let Some(end) = self.body.end() {
             return Progress::Ended(end);
         }
@@ -132,10 +132,10 @@ impl Stream {
                 Progress::Ended(self.body.end().unwrap_or(BodyEnd::Truncated))
             }
             Ok(_) => {
-                let mut decoded = Vec::new();
-                self.body.decode(&self.buffer, &mut decoded);
-                self.events.push(&decoded);
-                self.comments += self.events.drain(&mut on_event);
+                self.decoded.clear();
+                self.body.decode(&self.buffer, &mut self.decoded);
+                self.events.push(&self.decoded);
+                self.events.drain(&mut on_event);
                 match self.body.end() {
                     Some(end) => Progress::Ended(end),
                     None => Progress::Open,
@@ -168,10 +168,6 @@ impl Stream {
     /// client that goes away does, as far as the server can tell.
     pub fn abort(self) {
         let _ = self.socket.set_zero_linger();
-    }
-
-    pub fn socket(&self) -> &TcpStream {
-        &self.socket
     }
 }
 
@@ -328,18 +324,15 @@ impl EventScanner {
         self.pending.extend_from_slice(bytes);
     }
 
-    /// Hands out every complete event; returns how many comment-only blocks went by.
-    fn drain(&mut self, on_event: &mut impl FnMut(&Event<'_>)) -> u64 {
-        let mut comments = 0;
+    /// Hands out every complete event (comment-only blocks, the heartbeats, dispatch nothing).
+    fn drain(&mut self, on_event: &mut impl FnMut(&Event<'_>)) {
         let mut start = 0;
         let mut from = self.scanned.max(start);
         while let Some(offset) = find(&self.pending[from..], b"\n\n") {
             let end = from + offset;
             let block = &self.pending[start..end];
-            match parse_block(block) {
-                Some(event) => on_event(&event),
-                None if block.first() == Some(&b':') => comments += 1,
-                None => {}
+            if let Some(event) = parse_block(block) {
+                on_event(&event);
             }
             start = end + 2;
             from = start;
@@ -347,7 +340,6 @@ impl EventScanner {
         self.pending.drain(..start);
         // A blank line may straddle the next read: look again from the last byte.
         self.scanned = self.pending.len().saturating_sub(1);
-        comments
     }
 }
 
@@ -433,14 +425,12 @@ mod tests {
         for split in 1..body.len() {
             let mut scanner = EventScanner::default();
             let mut seen = Vec::new();
-            let mut comments = 0;
             for piece in body.chunks(split) {
                 scanner.push(piece);
-                comments += scanner.drain(&mut |e: &Event<'_>| {
+                scanner.drain(&mut |e: &Event<'_>| {
                     seen.push((e.id, e.name.to_vec(), e.data.to_vec()));
                 });
             }
-            assert_eq!(comments, 1, "split {split}");
             assert_eq!(
                 seen,
                 vec![

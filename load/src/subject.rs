@@ -74,8 +74,8 @@ impl Subject {
         Health::parse(&body)
     }
 
-    /// Polls `/health` until `clients` satisfies `want`; returns how long that took, or `None`
-    /// (with the last count) when `timeout` ran out.
+    /// Polls `/health` until `clients` satisfies `want`; returns how long that took, or, when
+    /// `timeout` ran out, the last count (`u64::MAX` if `/health` never answered).
     pub async fn wait_clients(
         &self,
         timeout: Duration,

@@ -9,6 +9,51 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// A target from docs/benchmarks/README.md: the limit, and whether a figure must stay strictly
+/// below it (`<`) or may reach it (`≤`).
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub limit: f64,
+    pub strictly_below: bool,
+}
+
+impl Target {
+    pub fn met_by(self, figure: f64) -> bool {
+        if self.strictly_below {
+            figure < self.limit
+        } else {
+            figure <= self.limit
+        }
+    }
+
+    /// `[≤ 1.5]`, `[< 250 ms]`: the target as the tables' headers show it.
+    pub fn bracket(self, unit: &str) -> String {
+        let sign = if self.strictly_below { "<" } else { "≤" };
+        format!("[{sign} {}{unit}]", self.limit)
+    }
+}
+
+pub const CPU_S_PER_MILLION: Target = Target {
+    limit: 1.5,
+    strictly_below: false,
+};
+pub const RSS_PER_IDLE_STREAM_KIB: Target = Target {
+    limit: 8.0,
+    strictly_below: false,
+};
+pub const BROADCAST_P99_MS: Target = Target {
+    limit: 250.0,
+    strictly_below: true,
+};
+pub const LATENCY_P99_MS: Target = Target {
+    limit: 5.0,
+    strictly_below: true,
+};
+pub const MASS_DISCONNECT_MS: Target = Target {
+    limit: 1000.0,
+    strictly_below: false,
+};
+
 /// How big the scenarios are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sizes {
@@ -27,7 +72,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The sizes of the targets.
+    /// The sizes the targets are stated for (docs/benchmarks/README.md).
     pub fn full() -> Self {
         Self {
             idle_streams: 10_000,

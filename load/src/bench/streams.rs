@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{Sizes, summarize};
-use crate::fleet::{Fleet, Leave, Plan, stamped_payload};
+use crate::fleet::{Fleet, Leave, stamped_payload};
 use crate::stats::Spread;
 use crate::subject::Subject;
 
@@ -41,7 +41,7 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
     figures.baseline_rss_kib = baseline.rss_bytes / 1024;
 
     let began = Instant::now();
-    let idle = Fleet::start(subject.address, Plan::streams(sizes.idle_streams));
+    let idle = Fleet::start(subject.address, sizes.idle_streams);
     idle.wait_heads(sizes.idle_streams, Duration::from_secs(120))
         .await;
     let connect_time = began.elapsed();
@@ -70,7 +70,7 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
     ));
 
     let more = sizes.capacity_streams.saturating_sub(sizes.idle_streams);
-    let grown = Fleet::start(subject.address, Plan::streams(more));
+    let grown = Fleet::start(subject.address, more);
     grown.wait_heads(more, Duration::from_secs(120)).await;
     let open = subject
         .wait_clients(Duration::from_secs(10), |n| {

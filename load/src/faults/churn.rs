@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::churn::cycles;
 use crate::faults::{FaultCtx, Findings};
+use crate::stats::mib;
 
 /// Cycles per second. A leak shows at any rate; the rate decides how many streams a server
 /// that notices a vanished client only at its next write (rocket, up to `HEARTBEAT_MS` later)
@@ -75,10 +76,10 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     ));
     rss_path.push(after.rss_bytes);
     findings.figure(format!(
-        "RSS before, then after each fifth of the cycles (the last once the count is back to 0): {} MiB",
+        "RSS before, then after each of the {PARTS} parts of the cycles (the last once the count is back to 0): {} MiB",
         rss_path
             .iter()
-            .map(|bytes| format!("{:.1}", *bytes as f64 / (1024.0 * 1024.0)))
+            .map(|bytes| format!("{:.1}", mib(*bytes)))
             .collect::<Vec<_>>()
             .join(" → ")
     ));

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::faults::{FaultCtx, Findings, Scale};
-use crate::fleet::{Fleet, Leave, Plan, Tally};
+use crate::fleet::{Fleet, Leave, Tally};
 use crate::stream::Stream;
 use crate::subject::Subject;
 
@@ -21,12 +21,7 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let attempts = ctx.scale.pick(20_000, 2_000);
     let max_text = max_clients.to_string();
     let subject = ctx.start(&[("MAX_CLIENTS", &max_text)]).await?;
-    let fleet = Fleet::start(subject.address, Plan::streams(max_clients));
-    fleet.wait_heads(max_clients, Duration::from_secs(30)).await;
-    subject
-        .wait_clients(Duration::from_secs(10), |n| n == max_clients as u64)
-        .await
-        .map_err(|n| format!("{n} of {max_clients} clients connected"))?;
+    let fleet = Fleet::open(&subject, max_clients, Duration::from_secs(30)).await?;
 
     let flooding = Arc::new(AtomicBool::new(true));
     let health_watch = {

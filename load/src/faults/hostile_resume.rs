@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use conformance::checks::id_of;
 use conformance::parser::{Block, LineKind};
 use conformance::wire::RawStream;
 use serde_json::Value;
@@ -256,7 +257,9 @@ async fn try_case(subject: &Subject, case: &Case, published: &mut u64) -> Result
     let marker = subject.publisher.publish("marker", "m").await?;
     *published += 1;
     let (blocks, found) = stream
-        .read_until(WAIT, |block| event_id(block) == Some(marker))
+        .read_until(WAIT, |block| {
+            block.event.as_ref().and_then(id_of) == Some(marker)
+        })
         .await?;
     if !found {
         return Err(format!(
@@ -307,11 +310,6 @@ async fn open(address: SocketAddr, case: &Case) -> Result<Opened, String> {
     }
 }
 
-/// The id of a block's event, if it has one.
-fn event_id(block: &Block) -> Option<u64> {
-    block.event.as_ref()?.id.as_ref()?.parse().ok()
-}
-
 /// Reads the blocks up to the marker: the `retry:` block first, then either only the marker
 /// (nothing replayed), or the events after some N up to the marker with no gap or duplicate,
 /// after one `gap` event for N when N was beyond `newest`.
@@ -331,10 +329,7 @@ fn replay_of(blocks: &[&Block], newest: u64, marker: u64) -> Result<Seen, String
         Some((first, rest)) if first.event_type == "gap" => (Some(*first), rest),
         _ => (None, &events[..]),
     };
-    let ids: Vec<Option<u64>> = events
-        .iter()
-        .map(|e| e.id.as_ref().and_then(|id| id.parse().ok()))
-        .collect();
+    let ids: Vec<Option<u64>> = events.iter().map(|e| id_of(e)).collect();
     let first = ids.first().copied().flatten().unwrap_or(0);
     let consecutive = ids
         .iter()

@@ -4,8 +4,8 @@
 //! finishes, a 408, a close or silence until the client gives up), the process survives every
 //! one of them, and none publishes anything.
 //!
-//! The exact-bytes client here ([`RawConnection`]) is shared with the other hostile-input
-//! scenarios: reqwest would refuse to send most of these requests.
+//! The exact-bytes client here ([`RawConnection`]), which slowloris uses too: reqwest would
+//! refuse to send most of these requests.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

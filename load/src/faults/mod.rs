@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::subject::Subject;
 
-/// How big the scenarios are: `Full` as the issue states them, `Ci` small enough for every CI
-/// run. Timing rules (latency unchanged, `/health` quick) are enforced at `Full` only; at `Ci`
+/// How big the scenarios are: `Full` at the published sizes (docs/faults.md), `Ci` small
+/// enough for every CI run. Timing rules (latency unchanged, `/health` quick) are enforced at `Full` only; at `Ci`
 /// they are reported, since a shared CI machine makes timings noise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Scale {
     Ci,
     Full,
@@ -125,7 +125,7 @@ macro_rules! scenario {
     };
 }
 
-/// Every scenario, in the order the issue lists them.
+/// Every scenario, in the order docs/faults.md reports them.
 pub const SCENARIOS: &[Scenario] = &[
     scenario!(
         "slow-consumer",

@@ -11,10 +11,12 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use conformance::checks::is_comment_block;
 use conformance::hostile::{
     any_data, any_name, check_exactly_the_event, hostile_string, name_is_valid, request_body,
+    valid_name,
 };
-use conformance::parser::{Block, LineKind};
+use conformance::parser::Block;
 use conformance::wire::RawStream;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -192,17 +194,9 @@ impl Live {
         }
         let mut blocks: Vec<Block> = blocks.into_iter().map(|timed| timed.block).collect();
         blocks.pop();
-        blocks.retain(|block| !is_heartbeat(block));
+        blocks.retain(|block| !is_comment_block(block));
         Ok(blocks)
     }
-}
-
-fn is_heartbeat(block: &Block) -> bool {
-    block.event.is_none()
-        && block
-            .lines
-            .iter()
-            .all(|line| matches!(line.kind, LineKind::Comment(_)))
 }
 
 fn is_json_error(answer: &str) -> bool {
@@ -232,7 +226,7 @@ fn accepted_id(answer: &str, name: &str) -> Result<u64, TestCaseError> {
 fn any_trigger() -> impl Strategy<Value = Trigger> {
     let name = prop_oneof![
         1 => Just(None),
-        2 => "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}".prop_map(Some),
+        2 => valid_name().prop_map(Some),
         3 => any_name().prop_map(Some),
     ];
     let data = prop_oneof![

@@ -5,20 +5,20 @@ use std::time::{Duration, Instant};
 
 use conformance::wire::BodyEnd;
 
-use crate::faults::{FaultCtx, Findings};
-use crate::fleet::{Fleet, Leave, Plan};
+use crate::faults::{FaultCtx, Findings, Scale};
+use crate::fleet::{Fleet, Leave};
 
 const LIMIT: Duration = Duration::from_secs(2);
 
+/// Streams open when the signal comes: the most any scenario holds at once.
+pub fn streams(scale: Scale) -> usize {
+    scale.pick(10_000, 1_000)
+}
+
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
-    let streams = ctx.scale.pick(10_000, 1_000);
+    let streams = streams(ctx.scale);
     let mut subject = ctx.start(&[]).await?;
-    let fleet = Fleet::start(subject.address, Plan::streams(streams));
-    fleet.wait_heads(streams, Duration::from_secs(60)).await;
-    subject
-        .wait_clients(Duration::from_secs(10), |n| n == streams as u64)
-        .await
-        .map_err(|n| format!("{n} of {streams} streams open"))?;
+    let fleet = Fleet::open(&subject, streams, Duration::from_secs(60)).await?;
 
     subject.terminate()?;
     let signalled = Instant::now();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use conformance::wire::BodyEnd;
 
 use crate::faults::{FaultCtx, Findings};
-use crate::fleet::{Fleet, Leave, Plan, Tally, stamped_payload};
+use crate::fleet::{Fleet, Leave, Tally, stamped_payload};
 use crate::stats::{Spread, mib};
 use crate::stream::{Stream, clock_ns};
 use crate::subject::Subject;
@@ -24,12 +24,7 @@ pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, Stri
     let subject = ctx.start(&[]).await?;
     let health = subject.health().await?;
     let (client_buffer, replay) = (health.config.client_buffer, health.config.replay_capacity);
-    let others = Fleet::start(subject.address, Plan::streams(OTHERS));
-    others.wait_heads(OTHERS, Duration::from_secs(30)).await;
-    subject
-        .wait_clients(Duration::from_secs(10), |n| n == OTHERS as u64)
-        .await
-        .map_err(|n| format!("{n} of {OTHERS} clients connected"))?;
+    let others = Fleet::open(&subject, OTHERS, Duration::from_secs(30)).await?;
 
     // Latency with no slow client, for comparison.
     let first_id = publish_paced(&subject, calm_events, None).await?.0;

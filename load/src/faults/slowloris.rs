@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use super::hostile_trigger::{RawConnection, Reply};
 use crate::faults::{FaultCtx, Findings};
-use crate::fleet::{Fleet, Leave, Plan};
+use crate::fleet::{Fleet, Leave};
 use crate::subject::Subject;
 
 /// Slack on top of [`REQUEST_HEAD_TIMEOUT`] before a trickler counts as never cut off.
@@ -47,17 +47,13 @@ struct Background {
 pub async fn run(ctx: &FaultCtx, findings: &mut Findings) -> Result<String, String> {
     let tricklers = ctx.scale.pick(200, 20);
     let subject = ctx.start(&[]).await?;
-    let watcher = Fleet::start(subject.address, Plan::streams(1));
-    let opened = watcher.wait_heads(1, Duration::from_secs(10)).await
-        && subject
-            .wait_clients(Duration::from_secs(10), |n| n == 1)
-            .await
-            .is_ok();
-    if !opened {
-        watcher.finish(Leave::Reset, Duration::from_secs(1)).await;
-        subject.stop().await;
-        return Err("the watching event stream did not open".into());
-    }
+    let watcher = match Fleet::open(&subject, 1, Duration::from_secs(10)).await {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            subject.stop().await;
+            return Err(format!("the watching event stream did not open: {error}"));
+        }
+    };
 
     let attack_over = AtomicBool::new(false);
     let ((trickled, big), background) = tokio::join!(
