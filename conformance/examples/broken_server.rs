@@ -22,7 +22,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use futures_util::{FutureExt, StreamExt};
 use sse_core::config::Cli;
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
+use sse_core::server::{
+    Started, Startup, Stopping, announce, bind_or_exit, connect_or_exit, init_logging,
+    shutdown_signal, stopping,
+};
 use sse_core::{App, Config, EVENT_STREAM_HEADERS, EventName, Framework, retry_block};
 
 const FRAMEWORK: Framework = Framework {
@@ -46,6 +49,52 @@ async fn main() {
     let rule: &'static str = std::env::var("BROKEN")
         .expect("set BROKEN to a check name, or none")
         .leak();
+    let Started {
+        app,
+        listener,
+        stopping,
+    } = match rule {
+        // These two break start-up itself, so they take a path of their own.
+        "config-errors" | "port-in-use" => broken_start(rule).await,
+        _ => {
+            Startup::new(FRAMEWORK)
+                .adjust(move |config| {
+                    if rule == "lag-cutoff" {
+                        // Broken: a slow client may fall behind without bound (/health still
+                        // says 16, see below).
+                        config.client_buffer = 1_000_000;
+                    }
+                })
+                .bound()
+                .await
+        }
+    };
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let broken = Broken {
+        rule,
+        app: app.clone(),
+    };
+    let router =
+        axum_example::router(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
+    let shutdown: Stopping = if rule == "shutdown" {
+        // Broken: exits at once on SIGTERM, cutting every open stream.
+        let signal = shutdown_signal();
+        Box::pin(async move {
+            signal.await;
+            std::process::exit(0);
+        })
+    } else {
+        stopping
+    };
+    let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        result = serve => result.unwrap(),
+        () = app.shutdown_deadline() => {}
+    }
+}
+
+/// Start-up with its own rule broken (`config-errors` or `port-in-use`).
+async fn broken_start(rule: &str) -> Started {
     let config = if rule == "config-errors" {
         // Broken: bad settings are silently replaced by the defaults.
         Config::from_cli(<Cli as clap::Parser>::parse(), FRAMEWORK).unwrap_or_else(|_| {
@@ -62,6 +111,7 @@ async fn main() {
         Config::load_or_exit(FRAMEWORK)
     };
     init_logging(&config);
+    let app = connect_or_exit(FRAMEWORK, config.clone()).await;
     let listener = if rule == "port-in-use" {
         // Broken: a bind failure panics instead of saying what to do.
         let listener = std::net::TcpListener::bind((config.host, config.port)).unwrap();
@@ -70,36 +120,13 @@ async fn main() {
     } else {
         bind_or_exit(&config, FRAMEWORK)
     };
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let mut config = config;
-    if rule == "lag-cutoff" {
-        // Broken: a slow client may fall behind without bound (/health still says 16).
-        config.client_buffer = 1_000_000;
-    }
-    let app = App::new(FRAMEWORK, config);
-    let signal = shutdown_signal();
-    announce(FRAMEWORK, listener.local_addr().unwrap());
+    let stopping = stopping(&app);
+    announce(&app, listener.local_addr().unwrap());
     app.start_ticker();
-    let broken = Broken {
-        rule,
-        app: app.clone(),
-    };
-    let router =
-        axum_example::router(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
-    let serve = axum::serve(listener, router).with_graceful_shutdown({
-        let app = app.clone();
-        async move {
-            signal.await;
-            if rule == "shutdown" {
-                // Broken: exits at once, cutting every open stream.
-                std::process::exit(0);
-            }
-            app.shutdown();
-        }
-    });
-    tokio::select! {
-        result = serve => result.unwrap(),
-        () = app.shutdown_deadline() => {}
+    Started {
+        app,
+        listener,
+        stopping,
     }
 }
 
@@ -195,7 +222,7 @@ async fn break_response(
             let _ = broken
                 .app
                 .hub
-                .publish(EventName::custom("rejected").unwrap(), "oops".into())
+                .publish(EventName::custom("rejected").unwrap(), "oops".into(), None)
                 .await;
         }
         ("health", "/health") => {

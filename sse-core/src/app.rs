@@ -7,10 +7,14 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::{Config, Framework};
-use crate::encode::EventName;
 use crate::error::ApiError;
-use crate::hub::{Hub, SubscribeError, Subscription};
-use crate::request::{authorize, check_content_length, check_content_type, parse_trigger};
+use crate::fanout::{SubscribeError, Subscription};
+use crate::hub::Hub;
+use crate::log::AppendError;
+use crate::log::redis::StartError;
+use crate::request::{
+    authorize, check_content_length, check_content_type, idempotency, parse_trigger,
+};
 use crate::stream::EventStreamBody;
 
 /// How long open streams get to end after shutdown begins before the process exits anyway
@@ -23,6 +27,8 @@ pub struct App {
     pub framework: Framework,
     pub config: Arc<Config>,
     pub hub: Hub,
+    /// This process's name in the cluster (`/health`'s `instance`), chosen at start.
+    pub instance: Arc<str>,
 }
 
 /// The `202` answer to an accepted trigger.
@@ -39,18 +45,42 @@ impl Accepted {
     }
 }
 
+/// What [`App::check_trigger_headers`] keeps from the head for [`App::publish_trigger`].
+#[derive(Debug, Clone, Default)]
+pub struct TriggerHead {
+    idempotency_key: Option<Vec<u8>>,
+}
+
 impl App {
+    /// An app on the embedded log of this process alone (whatever `config.event_log` says);
+    /// [`App::connect`] starts on the log the settings name.
     pub fn new(framework: Framework, config: Config) -> Self {
-        let hub = Hub::new(config.hub_limits());
+        let hub = Hub::memory(config.hub_limits());
+        Self::with_hub(framework, config, hub)
+    }
+
+    /// An app on the log the settings name (`EVENT_LOG`): for the shared log, connects within
+    /// 10 s and starts following it.
+    pub async fn connect(framework: Framework, config: Config) -> Result<Self, StartError> {
+        let instance = new_instance_name(framework);
+        let hub = Hub::connect(&config, &instance).await?;
+        let mut app = Self::with_hub(framework, config, hub);
+        app.instance = instance.into();
+        Ok(app)
+    }
+
+    fn with_hub(framework: Framework, config: Config, hub: Hub) -> Self {
         Self {
             framework,
             config: Arc::new(config),
             hub,
+            instance: new_instance_name(framework).into(),
         }
     }
 
     /// Opens a stream for `GET /events`, resuming after the `Last-Event-ID` header or the
-    /// `lastEventId` query parameter; 503 when `MAX_CLIENTS` streams are open.
+    /// `lastEventId` query parameter; 503 when `MAX_CLIENTS` streams are open, or when the
+    /// resume point needs a shared log that cannot be reached.
     pub async fn subscribe(
         &self,
         last_event_id: Option<&[u8]>,
@@ -60,12 +90,18 @@ impl App {
         self.hub.subscribe(resume).await.map_err(|error| match error {
             SubscribeError::Full { max_clients } => ApiError::unavailable(
                 format!("too many clients: {max_clients} event streams are open (MAX_CLIENTS); retry later"),
-                self.config.retry_ms.div_ceil(1000),
+                self.retry_after_secs(),
             ),
             SubscribeError::ShuttingDown => {
                 ApiError::unavailable("the server is shutting down; retry later", 1)
             }
+            SubscribeError::LogUnavailable => ApiError::log_unavailable(self.retry_after_secs()),
         })
+    }
+
+    /// `Retry-After` for a 503: `RETRY_MS` in whole seconds, at least 1.
+    fn retry_after_secs(&self) -> u64 {
+        self.config.retry_ms.div_ceil(1000)
     }
 
     /// The whole `/events` body as bytes: retry, replay, live events, heartbeats.
@@ -75,12 +111,13 @@ impl App {
 
     /// The checks of `POST /trigger` that need only the request head, in the contract's order
     /// (401, 415, then 413 for a declared length over the limit), with the headers looked up
-    /// by their lower-case names. Read the body only after these pass. The body is left unread,
-    /// so a refusal closes the connection.
+    /// by their lower-case names. Read the body only after these pass, and hand what they
+    /// return to [`App::publish_trigger`]. A refusal leaves the body unread, so it closes the
+    /// connection.
     pub fn check_trigger_headers<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a [u8]>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<TriggerHead, ApiError> {
         let content_length = header("content-length")
             .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok());
         authorize(
@@ -89,18 +126,37 @@ impl App {
         )
         .and_then(|()| check_content_type(header("content-type")))
         .and_then(|()| check_content_length(content_length))
-        .map_err(ApiError::closing_connection)
+        .map_err(ApiError::closing_connection)?;
+        Ok(TriggerHead {
+            idempotency_key: header("idempotency-key").map(<[u8]>::to_vec),
+        })
     }
 
-    /// Validates a trigger body (400) and publishes it.
-    pub async fn publish_trigger(&self, body: &[u8]) -> Result<Accepted, ApiError> {
+    /// Validates a trigger body and its `Idempotency-Key` (400), and publishes it: 422 for a
+    /// key reused with another body, 503 when the log cannot be reached.
+    pub async fn publish_trigger(
+        &self,
+        head: TriggerHead,
+        body: &[u8],
+    ) -> Result<Accepted, ApiError> {
         let trigger = parse_trigger(body)?;
+        let once = idempotency(head.idempotency_key.as_deref(), body)?;
+        let key = once.as_ref().map(|once| once.key.clone());
         let published = self
             .hub
-            .publish(trigger.event.clone(), trigger.text)
+            .publish(trigger.event.clone(), trigger.text, once)
             .await
-            .map_err(|_| {
-                ApiError::unavailable("the server is shutting down; nothing was published", 1)
+            .map_err(|error| match error {
+                AppendError::Conflict => {
+                    ApiError::idempotency_conflict(key.as_deref().unwrap_or_default())
+                }
+                AppendError::Unavailable(why) => {
+                    tracing::warn!("a trigger could not reach the event log: {why}");
+                    ApiError::log_unavailable(self.retry_after_secs())
+                }
+                AppendError::ShuttingDown => {
+                    ApiError::unavailable("the server is shutting down; nothing was published", 1)
+                }
             })?;
         Ok(Accepted {
             id: published.id,
@@ -112,11 +168,15 @@ impl App {
     /// The `GET /health` body.
     pub async fn health(&self) -> String {
         let config = &self.config;
+        let log = self.hub.log();
+        let connected = log.connected();
         serde_json::json!({
-            "status": "ok",
+            "status": if connected { "ok" } else { "degraded" },
             "framework": self.framework.name,
-            "clients": self.hub.clients().await,
-            "last_id": self.hub.last_id().await,
+            "instance": &*self.instance,
+            "clients": self.hub.clients(),
+            "last_id": self.hub.last_id(),
+            "log": { "backend": log.backend(), "connected": connected },
             "config": {
                 "tick_ms": config.tick_ms,
                 "heartbeat_ms": config.heartbeat_ms,
@@ -130,8 +190,9 @@ impl App {
         .to_string()
     }
 
-    /// Starts the one clock that publishes `tick` events for the whole server (if `TICK_MS` > 0);
-    /// it stops at shutdown. Needs a running tokio runtime.
+    /// Starts the one clock that publishes `tick` events for the whole server (if `TICK_MS` > 0):
+    /// on the shared log, every instance stands ready and the holder of the log's lease ticks.
+    /// It stops at shutdown. Needs a running tokio runtime.
     pub fn start_ticker(&self) {
         let Some(period) = self.config.tick_period() else {
             return;
@@ -140,19 +201,20 @@ impl App {
         tokio::spawn(async move {
             let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let shut_down = hub.shut_down();
-            tokio::pin!(shut_down);
-            for tick in 1u64.. {
+            let beat_every = hub.log().lease_beat();
+            let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let stopped = hub.stopped();
+            tokio::pin!(stopped);
+            loop {
                 tokio::select! {
-                    _ = &mut shut_down => break,
-                    _ = clock.tick() => {}
-                }
-                if hub
-                    .publish(EventName::tick(), tick_data(tick, SystemTime::now()))
-                    .await
-                    .is_err()
-                {
-                    break;
+                    _ = &mut stopped => break,
+                    _ = clock.tick() => {
+                        if let Err(AppendError::ShuttingDown) = hub.tick(SystemTime::now()).await {
+                            break;
+                        }
+                    }
+                    _ = beat.tick(), if beat_every.is_some() => hub.log().keep_lease().await,
                 }
             }
         });
@@ -166,7 +228,7 @@ impl App {
     /// Completes [`SHUTDOWN_GRACE`] after shutdown began: a server that is still waiting for
     /// connections to finish by then (a client that stopped reading) exits anyway.
     pub async fn shutdown_deadline(&self) {
-        self.hub.shut_down().await;
+        self.hub.stopped().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
         tracing::warn!(
             "some connections were still open {} ms after shutdown began; exiting anyway",
@@ -175,11 +237,19 @@ impl App {
     }
 }
 
-/// `{"tick":K,"time":"YYYY-MM-DDTHH:MM:SS.mmmZ"}`.
-fn tick_data(tick: u64, at: SystemTime) -> String {
+/// A name for this process, unique within a cluster: framework, pid and 32 random bits.
+fn new_instance_name(framework: Framework) -> String {
+    let mut random = [0u8; 4];
+    // Without randomness the pid alone still tells the processes of one machine apart.
+    let _ = getrandom::fill(&mut random);
     format!(
-        r#"{{"tick":{tick},"time":"{}"}}"#,
-        humantime::format_rfc3339_millis(at)
+        "{}-{}-{}",
+        framework.name,
+        std::process::id(),
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     )
 }
 
@@ -199,15 +269,6 @@ mod tests {
         App::new(TEST, Config::from_cli(cli, TEST).unwrap())
     }
 
-    #[test]
-    fn tick_data_has_the_contract_shape() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_176_000_007);
-        assert_eq!(
-            tick_data(3, at),
-            r#"{"tick":3,"time":"2026-11-20T12:00:00.007Z"}"#
-        );
-    }
-
     #[tokio::test]
     async fn health_reports_config_and_counts_without_the_token() {
         let app = app(Cli {
@@ -216,10 +277,12 @@ mod tests {
         });
         let _stream = app.subscribe(None, None).await.unwrap();
         let health: serde_json::Value = serde_json::from_str(&app.health().await).unwrap();
+        assert!(health["instance"].as_str().unwrap().starts_with("test-"));
         assert_eq!(
             health,
             serde_json::json!({
                 "status": "ok", "framework": "test", "clients": 1, "last_id": 0,
+                "instance": health["instance"], "log": {"backend": "memory", "connected": true},
                 "config": {"tick_ms": 1000, "heartbeat_ms": 15000, "retry_ms": 3000,
                            "replay_capacity": 1024, "max_clients": 10000, "client_buffer": 256,
                            "auth": true}
@@ -263,12 +326,15 @@ mod tests {
         let app = app(Cli::default());
         let mut stream = app.subscribe(None, None).await.unwrap();
         assert!(
-            app.publish_trigger(br#"{"event":"tick","data":1}"#)
+            app.publish_trigger(TriggerHead::default(), br#"{"event":"tick","data":1}"#)
                 .await
                 .is_err()
         );
         let accepted = app
-            .publish_trigger(br#"{"event":"greeting","data":"hi"}"#)
+            .publish_trigger(
+                TriggerHead::default(),
+                br#"{"event":"greeting","data":"hi"}"#,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -323,9 +389,47 @@ mod tests {
         while stream.next().await.is_some() {}
         assert!(
             app.hub
-                .publish(EventName::message(), "x".into())
+                .publish(crate::EventName::message(), "x".into(), None)
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_publishes_once_and_refuses_another_body() {
+        let app = app(Cli::default());
+        let head = |key: &str| TriggerHead {
+            idempotency_key: Some(key.as_bytes().to_vec()),
+        };
+        let body = br#"{"data":"once"}"#;
+        let first = app.publish_trigger(head("k-1"), body).await.unwrap();
+        let _stream = app.subscribe(None, None).await.unwrap();
+        // The retry answers the first answer (clients as it was then) and publishes nothing.
+        assert_eq!(app.publish_trigger(head("k-1"), body).await.unwrap(), first);
+        assert_eq!(app.hub.last_id(), first.id);
+        let conflict = app
+            .publish_trigger(head("k-1"), br#"{"data":"other"}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(conflict.status, 422);
+        assert_eq!(
+            app.publish_trigger(head("bad key"), body)
+                .await
+                .unwrap_err()
+                .status,
+            400
+        );
+        // A bad body wins over a reused key (400 before 422), and publishes nothing.
+        assert_eq!(
+            app.publish_trigger(head("k-1"), b"{")
+                .await
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            app.publish_trigger(head("k-2"), body).await.unwrap().id,
+            first.id + 1
         );
     }
 }

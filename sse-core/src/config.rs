@@ -34,6 +34,28 @@ pub struct Config {
     pub trigger_token: Option<String>,
     pub cors_origin: String,
     pub log_filter: String,
+    pub event_log: EventLogSetting,
+    /// Prefix of every key in the shared log; instances with the same URL and key are one cluster.
+    pub event_log_key: String,
+}
+
+/// Where events live (`EVENT_LOG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventLogSetting {
+    /// This process alone (the default).
+    Memory,
+    /// A Redis stream shared by every instance with the same URL and key: `redis://HOST:PORT[/DB]`.
+    Redis(String),
+}
+
+impl EventLogSetting {
+    /// How the banner and errors name it.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory => "memory (this process alone)".to_owned(),
+            Self::Redis(url) => url.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -126,6 +148,13 @@ pub struct Cli {
     /// Log filter, tracing's EnvFilter syntax [default: info]
     #[arg(long = "log", env = "RUST_LOG", value_name = "FILTER")]
     pub log_filter: Option<String>,
+    /// Where events live: memory (this process alone) or redis://HOST:PORT[/DB], a log shared
+    /// by every instance with the same URL and key [default: memory]
+    #[arg(long, env = "EVENT_LOG", value_name = "LOG")]
+    pub event_log: Option<String>,
+    /// Prefix of every key in the shared log, [A-Za-z0-9:_.-]{1,64} [default: sse]
+    #[arg(long, env = "EVENT_LOG_KEY", value_name = "KEY")]
+    pub event_log_key: Option<String>,
 }
 
 impl Config {
@@ -200,8 +229,43 @@ impl Config {
                         .then(|| v.to_owned())
                 },
             )?,
+            event_log: parse_or(
+                "EVENT_LOG",
+                cli.event_log,
+                EventLogSetting::Memory,
+                "memory or redis://HOST:PORT[/DB]",
+                parse_event_log,
+            )?,
+            event_log_key: parse_or(
+                "EVENT_LOG_KEY",
+                cli.event_log_key,
+                "sse".to_owned(),
+                "1 to 64 of A-Z a-z 0-9 : _ . -",
+                |v| {
+                    (v.len() <= 64
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b)))
+                    .then(|| v.to_owned())
+                },
+            )?,
         })
     }
+}
+
+fn parse_event_log(value: &str) -> Option<EventLogSetting> {
+    if value == "memory" {
+        return Some(EventLogSetting::Memory);
+    }
+    let rest = value.strip_prefix("redis://")?;
+    // A host is required (redis-rs would take redis:// alone as localhost).
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return None;
+    }
+    redis::Client::open(value)
+        .ok()
+        .map(|_| EventLogSetting::Redis(value.to_owned()))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -254,10 +318,10 @@ fn count(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const AXUM: Framework = Framework {
+    pub(crate) const AXUM: Framework = Framework {
         name: "axum",
         package: "axum-example",
         default_port: 3001,
@@ -280,6 +344,8 @@ mod tests {
                 trigger_token: None,
                 cors_origin: "*".into(),
                 log_filter: "info".into(),
+                event_log: EventLogSetting::Memory,
+                event_log_key: "sse".into(),
             }
         );
     }
@@ -403,6 +469,51 @@ mod tests {
             error.to_string(),
             r#"invalid TICK_MS="abc": expected an integer from 0 to 86400000 (milliseconds)"#
         );
+    }
+
+    #[test]
+    fn event_log_is_memory_or_a_redis_url() {
+        let parse = |log: &str, key: &str| {
+            Config::from_cli(
+                Cli {
+                    event_log: Some(log.into()),
+                    event_log_key: Some(key.into()),
+                    ..Cli::default()
+                },
+                AXUM,
+            )
+        };
+        let config = parse("redis://127.0.0.1:6379/2", "app:events-1").unwrap();
+        assert_eq!(
+            config.event_log,
+            EventLogSetting::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(config.event_log_key, "app:events-1");
+        assert_eq!(
+            parse("memory", "sse").unwrap().event_log,
+            EventLogSetting::Memory
+        );
+        for bad in [
+            "redis",
+            "redis://",
+            "redis://:6379",
+            "http://127.0.0.1",
+            "Memory",
+            "redis://h:99999",
+        ] {
+            assert_eq!(
+                parse(bad, "sse").unwrap_err().variable,
+                "EVENT_LOG",
+                "{bad}"
+            );
+        }
+        for bad in ["a b", "k\n", &"k".repeat(65), "ключ"] {
+            assert_eq!(
+                parse("memory", bad).unwrap_err().variable,
+                "EVENT_LOG_KEY",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

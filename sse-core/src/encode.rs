@@ -53,6 +53,15 @@ impl EventName {
         Self("gap".into())
     }
 
+    /// A name read back from the shared log: `tick` or a valid custom name; anything else
+    /// (another writer's entry) is sent as `message`, so that it cannot break the stream.
+    pub(crate) fn from_log(name: &str) -> Self {
+        match name {
+            "tick" => Self::tick(),
+            name => Self::custom(name).unwrap_or_else(|_| Self::message()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -87,7 +96,7 @@ pub fn payload_text(value: &serde_json::Value) -> String {
     }
 }
 
-fn normalize_line_breaks(text: &str) -> String {
+pub(crate) fn normalize_line_breaks(text: &str) -> String {
     if !text.contains('\r') {
         return text.to_owned();
     }

@@ -109,6 +109,26 @@ impl ApiError {
         )
     }
 
+    /// An `Idempotency-Key` used before with another body.
+    pub fn idempotency_conflict(key: &str) -> Self {
+        Self::new(
+            422,
+            format!(
+                "Idempotency-Key {} was already used with another body; use a new key for a new event",
+                quoted(key)
+            ),
+        )
+    }
+
+    /// The event log could not be reached: the event may or may not have been stored (a
+    /// retry with the same `Idempotency-Key` publishes it at most once).
+    pub fn log_unavailable(retry_after_secs: u64) -> Self {
+        Self::unavailable(
+            "the event log cannot be reached; retry later (with the same Idempotency-Key, a retry publishes at most once)",
+            retry_after_secs,
+        )
+    }
+
     /// `MAX_CLIENTS` streams are open (or the server is shutting down): come back later.
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self::new(503, message).with_header("retry-after", retry_after_secs.max(1).to_string())

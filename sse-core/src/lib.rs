@@ -1,7 +1,9 @@
 //! What every sse-examples server shares, so that each example holds only its framework's glue:
 //!
 //! - [`config`]: the settings from the environment (and flags), with the contract's errors;
-//! - [`hub`]: ids, the replay buffer, subscribe-with-replay, the per-client lag limit;
+//! - [`log`]: the event log — ids, replay and idempotency keys — in memory or shared in Redis;
+//! - [`fanout`]: this process's open streams, the per-client lag limit, shutdown;
+//! - [`hub`]: the two joined: publish, and subscribe-with-replay joined to the live stream by id;
 //! - [`encode`]: the `text/event-stream` wire format and payload encoding;
 //! - [`request`]: trigger validation, authorization, `Last-Event-ID` handling;
 //! - [`app`]: the contract's answers built from those, the tick clock and shutdown;
@@ -17,17 +19,20 @@ pub mod app;
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod fanout;
 pub mod hub;
 pub mod hyper_server;
+pub mod log;
 pub mod request;
 pub mod server;
 pub mod stream;
 
-pub use app::{Accepted, App, SHUTDOWN_GRACE};
-pub use config::{Config, Framework};
+pub use app::{Accepted, App, SHUTDOWN_GRACE, TriggerHead};
+pub use config::{Config, EventLogSetting, Framework};
 pub use encode::{EventName, HEARTBEAT, payload_text, retry_block};
 pub use error::{ApiError, ERROR_CONTENT_TYPE};
-pub use hub::{Event, Hub, HubLimits, Subscription};
+pub use fanout::{Event, Subscription};
+pub use hub::{Hub, HubLimits};
 pub use request::MAX_TRIGGER_BODY;
 pub use server::{REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, read_body_in_time};
 pub use stream::EventStreamBody;
@@ -39,8 +44,8 @@ pub const EVENT_STREAM_HEADERS: [(&str, &str); 3] = [
     ("x-accel-buffering", "no"),
 ];
 
-/// The request headers a CORS preflight allows (section 7), as one header value.
-pub const CORS_ALLOW_HEADERS: &str = "content-type, authorization, last-event-id";
+/// The request headers a CORS preflight allows (section 5), as one header value.
+pub const CORS_ALLOW_HEADERS: &str = "content-type, authorization, last-event-id, idempotency-key";
 
 /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`), in seconds.
 pub const CORS_MAX_AGE_SECS: u32 = 86_400;

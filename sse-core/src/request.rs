@@ -2,10 +2,12 @@
 //! checks in the contract's order (401, 415, 413, 400; 405 is routing), and where a client
 //! asked to resume from.
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::encode::{EventName, payload_text};
-use crate::error::ApiError;
+use crate::error::{ApiError, quoted};
+use crate::log::Idempotency;
 
 /// The largest `POST /trigger` body accepted (64 KiB); larger gets 413.
 pub const MAX_TRIGGER_BODY: usize = 64 * 1024;
@@ -147,6 +149,29 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The `Idempotency-Key` of a trigger (1 to 64 visible ASCII characters), with the SHA-256
+/// of the body it came with; 400 when the key is malformed.
+pub fn idempotency(key: Option<&[u8]>, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let valid = (1..=64).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to 64 visible ASCII characters (no spaces), got {}",
+            quoted(&String::from_utf8_lossy(key))
+        )));
+    }
+    let digest = Sha256::digest(body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(Some(Idempotency {
+        key: String::from_utf8_lossy(key).into_owned(),
+        digest,
+    }))
+}
+
 /// The id a client resumes after (contract section 3): the `Last-Event-ID` header when present,
 /// whatever it holds; otherwise the first `lastEventId` query parameter. A value that is not a
 /// decimal integer fitting in 64 bits counts as absent.
@@ -169,6 +194,32 @@ fn decimal(text: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_1_to_64_visible_ascii_characters() {
+        let ok = |key: &[u8]| idempotency(Some(key), b"{}").map(|once| once.map(|o| o.key));
+        assert_eq!(ok(b"a"), Ok(Some("a".into())));
+        assert_eq!(ok(&[b'~'; 64]).unwrap().unwrap().len(), 64);
+        assert_eq!(
+            ok(b"!#$%&'()*+,-./:;<=>?@[]^_`{|}"),
+            Ok(Some("!#$%&'()*+,-./:;<=>?@[]^_`{|}".into()))
+        );
+        for bad in [
+            &b""[..],
+            &[b'k'; 65],
+            b"a b",
+            b"a\tb",
+            "é".as_bytes(),
+            b"\x7f",
+        ] {
+            assert_eq!(ok(bad).unwrap_err().status, 400, "{bad:?}");
+        }
+        assert_eq!(idempotency(None, b"{}"), Ok(None));
+        let first = idempotency(Some(b"k"), b"{\"data\":1}").unwrap().unwrap();
+        let other = idempotency(Some(b"k"), b"{\"data\": 1}").unwrap().unwrap();
+        assert_ne!(first.digest, other.digest, "bodies are compared as bytes");
+        assert_eq!(first.digest.len(), 64);
+    }
 
     #[test]
     fn authorize_needs_the_exact_bearer_token_only_when_configured() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::app::App;
 use crate::config::{Config, Framework};
 use crate::error::ApiError;
+use crate::log::redis::{START_TIMEOUT, StartError};
 
 /// How long a client may take to send a request head (request line and headers), so that a
 /// client trickling its headers (slowloris) or sending none holds a connection for at most this
@@ -41,37 +42,124 @@ pub struct Started {
     /// Completes on SIGINT or SIGTERM (handlers already installed), once every event stream has
     /// been ended ([`App::shutdown`]): a framework's graceful shutdown waits for open responses,
     /// and an event stream never ends by itself. Hand it to the framework as its shutdown signal.
-    pub stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    pub stopping: Stopping,
+}
+
+/// See [`Started::stopping`].
+pub type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What [`Startup::unbound`] hands to a framework that binds its own socket: it binds
+/// `app.config`'s `HOST:PORT` and calls [`announce`] once it listens.
+pub struct Unbound {
+    pub app: App,
+    pub stopping: Stopping,
 }
 
 /// Everything before serving, in the contract's order: settings (a bad one exits 2), logging,
-/// binding (a port in use exits 1), the shared state, signal handlers, the `listening on`
-/// banner, and the tick clock. Call it inside the framework's tokio runtime.
-pub fn start(framework: Framework) -> Started {
-    let config = Config::load_or_exit(framework);
-    init_logging(&config);
-    let listener = bind_or_exit(&config, framework);
-    let app = App::new(framework, config);
-    let stopping = Box::pin({
-        let app = app.clone();
-        let signal = shutdown_signal();
-        async move {
-            signal.await;
-            app.shutdown();
+/// the event log (the shared one unreachable for 10 s exits 1; made with another
+/// `REPLAY_CAPACITY`, exits 2), binding (a port in use exits 1), signal handlers, the
+/// `listening on` banner, and the tick clock. Call it inside the framework's tokio runtime.
+pub async fn start(framework: Framework) -> Started {
+    Startup::new(framework).bound().await
+}
+
+/// [`start`] with room for a framework's needs: settings adjusted before use, or a framework
+/// that binds its socket itself.
+pub struct Startup {
+    framework: Framework,
+    adjust: Box<dyn FnOnce(&mut Config) + Send>,
+}
+
+impl Startup {
+    pub fn new(framework: Framework) -> Self {
+        Self {
+            framework,
+            adjust: Box::new(|_| {}),
         }
-    });
-    announce(
-        framework,
-        listener
-            .local_addr()
-            .expect("a bound listener has an address"),
-    );
-    app.start_ticker();
-    Started {
-        app,
-        listener,
-        stopping,
     }
+
+    /// Changes the settings after they are read and validated (Rocket quiets its own logs).
+    pub fn adjust(mut self, adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.adjust = Box::new(adjust);
+        self
+    }
+
+    /// Binds `HOST:PORT` and announces: [`start`].
+    pub async fn bound(self) -> Started {
+        let framework = self.framework;
+        let (app, config) = self.prepare().await;
+        let listener = bind_or_exit(&config, framework);
+        let stopping = stopping(&app);
+        announce(
+            &app,
+            listener
+                .local_addr()
+                .expect("a bound listener has an address"),
+        );
+        app.start_ticker();
+        Started {
+            app,
+            listener,
+            stopping,
+        }
+    }
+
+    /// For a framework that binds its own socket (Rocket): checks that `HOST:PORT` is free (a
+    /// port in use exits 1 with the contract's line) but leaves binding and announcing to it.
+    pub async fn unbound(self) -> Unbound {
+        let framework = self.framework;
+        let (app, config) = self.prepare().await;
+        drop(bind_or_exit(&config, framework));
+        let stopping = stopping(&app);
+        app.start_ticker();
+        Unbound { app, stopping }
+    }
+
+    async fn prepare(self) -> (App, Config) {
+        let mut config = Config::load_or_exit(self.framework);
+        (self.adjust)(&mut config);
+        init_logging(&config);
+        let app = connect_or_exit(self.framework, config.clone()).await;
+        (app, config)
+    }
+}
+
+/// Opens the event log the settings name; the shared log unreachable within 10 s exits 1, one
+/// made with another `REPLAY_CAPACITY` exits 2, each with one line.
+pub async fn connect_or_exit(framework: Framework, config: Config) -> App {
+    let log = config.event_log.describe();
+    let key = config.event_log_key.clone();
+    match App::connect(framework, config).await {
+        Ok(app) => app,
+        Err(StartError::Unreachable(error)) => {
+            eprintln!(
+                "{}: cannot reach the event log EVENT_LOG={log} within {} s: {error}",
+                framework.package,
+                START_TIMEOUT.as_secs()
+            );
+            std::process::exit(1)
+        }
+        Err(StartError::Capacity { log: found, ours }) => {
+            eprintln!(
+                "{}: the event log EVENT_LOG={log} (EVENT_LOG_KEY={key}) was created with \
+                 REPLAY_CAPACITY={found}, this instance has REPLAY_CAPACITY={ours}; every \
+                 instance of a cluster needs the same",
+                framework.package
+            );
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Installs the signal handlers now and returns the future that ends every stream on the first
+/// SIGINT or SIGTERM.
+pub fn stopping(app: &App) -> Stopping {
+    let app = app.clone();
+    let signal = shutdown_signal();
+    Box::pin(async move {
+        signal.await;
+        app.shutdown();
+    })
 }
 
 /// Logs to stdout with the configured filter (already validated by [`Config`]). A log line that
@@ -124,9 +212,14 @@ pub fn bind_or_exit(config: &Config, framework: Framework) -> TcpListener {
 }
 
 /// The startup banner: the contract's `listening on` line, then where to look next.
-pub fn announce(framework: Framework, address: SocketAddr) {
+pub fn announce(app: &App, address: SocketAddr) {
     let url = format!("http://{address}");
-    tracing::info!("{} example listening on {url}", framework.name);
+    tracing::info!("{} example listening on {url}", app.framework.name);
+    tracing::info!(
+        "event log: {} (instance {})",
+        app.config.event_log.describe(),
+        app.instance
+    );
     tracing::info!("demo page:  {url}/");
     tracing::info!("stream:     curl -N {url}/events");
     tracing::info!(

@@ -12,7 +12,7 @@ use futures_core::Stream;
 use tokio::time::{Instant, Sleep, sleep};
 
 use crate::encode::{HEARTBEAT, retry_block};
-use crate::hub::Subscription;
+use crate::fanout::Subscription;
 
 /// See the module documentation.
 pub struct EventStreamBody {
@@ -79,12 +79,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_then_events_then_heartbeats_then_end() {
-        let hub = Hub::new(HubLimits {
+        let hub = Hub::memory(HubLimits {
             replay_capacity: 8,
             max_clients: 8,
             client_buffer: 8,
         });
-        hub.publish(EventName::message(), "old".into())
+        hub.publish(EventName::message(), "old".into(), None)
             .await
             .unwrap();
         let subscription = hub.subscribe(Some(0)).await.unwrap();
@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(15));
 
         tokio::time::advance(Duration::from_secs(10)).await;
-        hub.publish(EventName::message(), "new".into())
+        hub.publish(EventName::message(), "new".into(), None)
             .await
             .unwrap();
         assert_eq!(

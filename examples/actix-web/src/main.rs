@@ -39,7 +39,7 @@ async fn main() -> std::io::Result<()> {
         app,
         listener,
         stopping,
-    } = start(FRAMEWORK);
+    } = start(FRAMEWORK).await;
 
     let routes = {
         let app = app.clone();
@@ -141,7 +141,7 @@ async fn trigger(
     body: web::Payload,
 ) -> Result<HttpResponse, ErrorResponse> {
     let headers = request.headers();
-    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // A raw `Payload`, read only now: the `Json` and `Bytes` extractors would read (and size)
     // the body before the handler runs, answering 413 ahead of 401 and 415. actix-web has no
     // body timeout of its own, hence the shared one (408).
@@ -152,7 +152,7 @@ async fn trigger(
             .map_err(|_| ApiError::unreadable_body())
     })
     .await?;
-    let accepted = app.publish_trigger(&body).await?;
+    let accepted = app.publish_trigger(head, &body).await?;
     Ok(HttpResponse::Accepted()
         .content_type(ContentType::json())
         .body(accepted.body()))

@@ -129,7 +129,7 @@ async fn events(
 
 async fn trigger(State(app): State<App>, request: Request) -> Result<Response, ErrorResponse> {
     let headers = request.headers();
-    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     let body = axum::body::to_bytes(request.into_body(), MAX_TRIGGER_BODY)
         .await
@@ -143,7 +143,7 @@ async fn trigger(State(app): State<App>, request: Request) -> Result<Response, E
                 ApiError::unreadable_body()
             }
         })?;
-    let accepted = app.publish_trigger(&body).await?;
+    let accepted = app.publish_trigger(head, &body).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(CONTENT_TYPE, "application/json")],

@@ -7,7 +7,7 @@ use sse_core::server::start;
 
 #[tokio::main]
 async fn main() {
-    let started = start(FRAMEWORK);
+    let started = start(FRAMEWORK).await;
     let router = router(started.app.clone());
     // Served with hyper's own connection builder (as axum's serve-with-hyper example does)
     // rather than `axum::serve`, which gives hyper no timer and so no request-head timeout.

@@ -49,7 +49,7 @@ async fn main() {
         app,
         listener,
         stopping,
-    } = start(FRAMEWORK);
+    } = start(FRAMEWORK).await;
     let acceptor =
         HangUpAware(TcpAcceptor::from_std(listener).expect("listener joins the runtime"));
 
@@ -166,7 +166,7 @@ async fn trigger(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, JsonError> {
-    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // poem has no default limit, and its `SizeLimit` trusts `Content-Length` alone (411 without
     // it), so the limit is applied while reading: a chunked body gets its 413 too. Nor has it a
@@ -180,7 +180,7 @@ async fn trigger(
             })
     })
     .await?;
-    let accepted = app.publish_trigger(&body).await?;
+    let accepted = app.publish_trigger(head, &body).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .content_type("application/json")

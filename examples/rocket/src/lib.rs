@@ -95,7 +95,7 @@ async fn trigger(
     headers: Headers<'_>,
     body: Data<'_>,
 ) -> Result<(Status, RawJson<String>), JsonError> {
-    app.check_trigger_headers(|name| headers.0.get_one(name).map(str::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.0.get_one(name).map(str::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // Rocket has no body timeout of its own, hence the shared one (408). It covers what the
     // handler reads; a body stalled within its first bytes stalls in Rocket's pre-routing peek,
@@ -123,7 +123,7 @@ async fn trigger(
         ))
         .into());
     }
-    let accepted = app.publish_trigger(&body).await?;
+    let accepted = app.publish_trigger(head, &body).await?;
     Ok((Status::Accepted, RawJson(accepted.body())))
 }
 

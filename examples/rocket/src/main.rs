@@ -7,28 +7,27 @@ use std::net::SocketAddr;
 use rocket::fairing::AdHoc;
 use rocket::tokio;
 use rocket_example::{FRAMEWORK, rocket};
-use sse_core::server::{announce, bind_or_exit, init_logging, shutdown_signal};
-use sse_core::{App, Config};
+use sse_core::server::{Startup, Unbound, announce};
 
 #[rocket::main]
 async fn main() {
-    let mut config = Config::load_or_exit(FRAMEWORK);
     // Rocket logs every request at info (four lines); keep it to warnings and errors, as its
-    // release profile does, unless RUST_LOG asks for Rocket by name.
-    if !config.log_filter.contains("rocket") {
-        config.log_filter.push_str(",rocket=warn");
-    }
-    init_logging(&config);
-    // Rocket binds its own listener and takes none from outside; binding once first gives a
-    // port in use the contract's one-line answer before Rocket starts.
-    drop(bind_or_exit(&config, FRAMEWORK));
-    let signal = shutdown_signal();
-    let app = App::new(FRAMEWORK, config);
+    // release profile does, unless RUST_LOG asks for Rocket by name. Rocket binds its own
+    // listener and takes none from outside, so sse-core only checks that the port is free (a
+    // port in use gets the contract's one-line answer before Rocket starts).
+    let Unbound { app, stopping } = Startup::new(FRAMEWORK)
+        .adjust(|config| {
+            if !config.log_filter.contains("rocket") {
+                config.log_filter.push_str(",rocket=warn");
+            }
+        })
+        .unbound()
+        .await;
 
     // The contract's settings win over ROCKET_* variables and Rocket.toml. Rocket's own signal
     // handling would start only after liftoff, so sse-core's (installed above) is used instead.
-    // Streams end as soon as shutdown begins (below); the grace (whole seconds, at least 1 or
-    // Rocket cuts connections at once) lets their last bytes out, then Rocket cuts the rest.
+    // Streams end as soon as shutdown begins (`stopping`); the grace (whole seconds, at least 1
+    // or Rocket cuts connections at once) lets their last bytes out, then Rocket cuts the rest.
     let figment = rocket::Config::figment()
         .merge(("address", app.config.host))
         .merge(("port", app.config.port))
@@ -45,28 +44,26 @@ async fn main() {
     let rocket = rocket(app.clone())
         .configure(figment)
         // Port 0 becomes a real port only when Rocket binds, just before liftoff.
-        .attach(AdHoc::on_liftoff("announce", |rocket| {
-            Box::pin(async move {
-                let config = rocket.config();
-                announce(FRAMEWORK, SocketAddr::new(config.address, config.port));
-            })
-        }))
-        // Rocket gives open responses grace + mercy and then cuts them off mid-body, and an
-        // event stream never ends by itself: end them all cleanly when shutdown begins.
-        .attach(AdHoc::on_shutdown("end event streams", {
+        .attach(AdHoc::on_liftoff("announce", {
             let app = app.clone();
-            |_| Box::pin(async move { app.shutdown() })
+            move |rocket| {
+                Box::pin(async move {
+                    let config = rocket.config();
+                    announce(&app, SocketAddr::new(config.address, config.port));
+                })
+            }
         }));
     let rocket = match rocket.ignite().await {
         Ok(rocket) => rocket,
         Err(error) => exit_with(error),
     };
+    // Rocket gives open responses grace + mercy and then cuts them off mid-body, and an event
+    // stream never ends by itself: `stopping` has ended them all cleanly before Rocket begins.
     let shutdown = rocket.shutdown();
     tokio::spawn(async move {
-        signal.await;
+        stopping.await;
         shutdown.notify();
     });
-    app.start_ticker();
 
     tokio::select! {
         result = rocket.launch() => if let Err(error) = result { exit_with(error) },

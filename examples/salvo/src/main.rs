@@ -41,7 +41,7 @@ async fn main() {
         app,
         listener,
         stopping,
-    } = start(FRAMEWORK);
+    } = start(FRAMEWORK).await;
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
 
@@ -178,7 +178,7 @@ async fn trigger(
 ) -> Result<(StatusCode, Text<String>), ErrorResponse> {
     let app = state(depot);
     let headers = req.headers();
-    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     let body = req
         .payload_with_max_size(MAX_TRIGGER_BODY)
@@ -194,7 +194,7 @@ async fn trigger(
             }
             _ => ApiError::unreadable_body(),
         })?;
-    let accepted = app.publish_trigger(body).await?;
+    let accepted = app.publish_trigger(head, body).await?;
     Ok((StatusCode::ACCEPTED, Text::Json(accepted.body())))
 }
 

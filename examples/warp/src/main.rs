@@ -40,7 +40,7 @@ const FRAMEWORK: Framework = Framework {
 
 #[tokio::main]
 async fn main() {
-    let started = start(FRAMEWORK);
+    let started = start(FRAMEWORK).await;
     let service = warp::service(routes(started.app.clone()));
     // warp's filters as a tower service on hyper's own connection builder, because
     // `warp::serve` gives hyper no timer and so no request-head timeout.
@@ -153,12 +153,12 @@ async fn trigger(
     headers: HeaderMap,
     body: impl Stream<Item = Result<impl Buf, warp::Error>>,
 ) -> Result<Response, JsonError> {
-    app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
     // to a chunked body, so the limit is counted here while reading; nor a timeout (408).
     let body = read_body_in_time(read_at_most(body, MAX_TRIGGER_BODY)).await?;
-    let accepted = app.publish_trigger(&body).await?;
+    let accepted = app.publish_trigger(head, &body).await?;
     let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
     Ok(reply.into_response())
 }

@@ -1,0 +1,276 @@
+//! The per-process fan-out: the open streams of this process, each with a bounded queue.
+//!
+//! The event log (see [`crate::log`]) hands it every event in id order — the memory log as it
+//! appends, the shared log through its reader — and the fan-out passes each one to every
+//! subscriber with a non-blocking `try_send` of an `Arc` to bytes encoded once. A subscriber
+//! whose queue is full (more than `CLIENT_BUFFER` events behind) is cut off: its stream ends
+//! after what is queued, and it resumes by replay. Nothing awaits while the lock is held.
+//!
+//! Replay and live events are joined by id, not by a lock: a stream registers its live queue
+//! first, then reads the log after N, and drops every live event at or below the last id the
+//! replay gave it ([`Subscription`]). Every event the log holds at registration is in the
+//! replay; every event delivered after registration is in the queue; the overlap is dropped.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::encode::{EventName, encode_event};
+
+/// An event as published: encoded once, shared by every client that receives it.
+#[derive(Debug)]
+pub struct Event {
+    id: Option<u64>,
+    name: EventName,
+    text: String,
+    wire: Bytes,
+}
+
+impl Event {
+    pub(crate) fn new(id: Option<u64>, name: EventName, text: String) -> Self {
+        let wire = encode_event(id, &name, &text);
+        Self {
+            id,
+            name,
+            text,
+            wire,
+        }
+    }
+
+    /// `None` only for `gap` events.
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The payload as the client receives it (line breaks are `\n`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The complete event block in `text/event-stream` form, ready to write.
+    pub fn wire(&self) -> &Bytes {
+        &self.wire
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// `MAX_CLIENTS` streams are open.
+    Full {
+        max_clients: usize,
+    },
+    ShuttingDown,
+    /// The resume point needs the shared log, and it cannot be reached.
+    LogUnavailable,
+}
+
+/// The open streams of this process. Cloning is cheap; all clones are the same fan-out.
+#[derive(Clone)]
+pub struct FanOut {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    max_clients: usize,
+    client_buffer: usize,
+    state: Mutex<State>,
+    /// The newest id this process has seen (delivered, or answered to a publisher).
+    newest: AtomicU64,
+    stopped: CancellationToken,
+}
+
+struct State {
+    subscribers: HashMap<u64, mpsc::Sender<Arc<Event>>>,
+    next_subscriber: u64,
+    shut_down: bool,
+}
+
+impl FanOut {
+    pub fn new(max_clients: usize, client_buffer: usize) -> Self {
+        assert!(client_buffer > 0);
+        Self {
+            shared: Arc::new(Shared {
+                max_clients,
+                client_buffer,
+                state: Mutex::new(State {
+                    subscribers: HashMap::new(),
+                    next_subscriber: 0,
+                    shut_down: false,
+                }),
+                newest: AtomicU64::new(0),
+                stopped: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Hands the next event (in id order) to every open stream; returns how many were open.
+    pub fn deliver(&self, event: Arc<Event>) -> usize {
+        if let Some(id) = event.id() {
+            self.saw(id);
+        }
+        let mut state = self.shared.lock();
+        let clients = state.subscribers.len();
+        let client_buffer = self.shared.client_buffer;
+        state.subscribers.retain(|subscriber, sender| match sender.try_send(Arc::clone(&event)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Dropping the sender ends the stream once the client has taken what is
+                // queued; it resumes from the replay buffer with Last-Event-ID.
+                tracing::info!(
+                    subscriber,
+                    "client fell more than CLIENT_BUFFER={client_buffer} events behind; ending its stream"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        clients
+    }
+
+    /// Notes an id this process has seen (the answer to its own publication, say).
+    pub fn saw(&self, id: u64) {
+        self.shared.newest.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// The newest id this process has seen, 0 before the first.
+    pub fn newest(&self) -> u64 {
+        self.shared.newest.load(Ordering::Relaxed)
+    }
+
+    /// Registers a live queue for a new stream (`MAX_CLIENTS` permitting). Events delivered
+    /// from now on are queued for it; read the replay only after this.
+    pub fn register(&self) -> Result<Live, SubscribeError> {
+        let mut state = self.shared.lock();
+        if state.shut_down {
+            return Err(SubscribeError::ShuttingDown);
+        }
+        let max_clients = self.shared.max_clients;
+        if state.subscribers.len() >= max_clients {
+            return Err(SubscribeError::Full { max_clients });
+        }
+        let (sender, receiver) = mpsc::channel(self.shared.client_buffer);
+        let key = state.next_subscriber;
+        state.next_subscriber += 1;
+        state.subscribers.insert(key, sender);
+        Ok(Live {
+            receiver,
+            _registration: Registration {
+                shared: Arc::clone(&self.shared),
+                key,
+            },
+        })
+    }
+
+    /// Open streams right now.
+    pub fn clients(&self) -> usize {
+        self.shared.lock().subscribers.len()
+    }
+
+    /// Ends every open stream (each after what is queued for it) without shutting down: used
+    /// when this process missed events, so that its clients resume by replay and learn of it.
+    pub fn end_all(&self) {
+        let ended = std::mem::take(&mut self.shared.lock().subscribers).len();
+        tracing::warn!(
+            streams = ended,
+            "this instance missed events of the log; ending its streams so that they resume"
+        );
+    }
+
+    /// Ends every open stream (each after what is queued for it), refuses new ones, and
+    /// completes [`FanOut::stopped`].
+    pub fn shutdown(&self) {
+        let mut state = self.shared.lock();
+        state.shut_down = true;
+        let ended = std::mem::take(&mut state.subscribers).len();
+        drop(state);
+        if !self.shared.stopped.is_cancelled() {
+            tracing::info!(streams = ended, "shutting down: ending every event stream");
+        }
+        self.shared.stopped.cancel();
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.stopped.is_cancelled()
+    }
+
+    /// Completes once [`FanOut::shutdown`] has been called.
+    pub fn stopped(&self) -> WaitForCancellationFutureOwned {
+        self.shared.stopped.clone().cancelled_owned()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every critical section
+        // finishes its writes before anything that could panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A registered live queue, before its replay is known.
+pub struct Live {
+    receiver: mpsc::Receiver<Arc<Event>>,
+    _registration: Registration,
+}
+
+impl Live {
+    /// The stream: `replay` first, then the live events after `through` (the last id the
+    /// replay accounts for), so that replay and live join with no gap and no duplicate.
+    pub fn join(self, replay: Vec<Arc<Event>>, through: u64) -> Subscription {
+        Subscription {
+            replay: replay.into_iter(),
+            live: self,
+            through,
+        }
+    }
+}
+
+/// One open stream: the replay, then live events. Ends when the process shuts down or the
+/// client fell more than `CLIENT_BUFFER` events behind. Dropping it leaves the client count.
+pub struct Subscription {
+    replay: std::vec::IntoIter<Arc<Event>>,
+    live: Live,
+    through: u64,
+}
+
+impl Stream for Subscription {
+    type Item = Arc<Event>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(event) = self.replay.next() {
+            return Poll::Ready(Some(event));
+        }
+        loop {
+            match self.live.receiver.poll_recv(cx) {
+                Poll::Ready(Some(event)) if event.id().is_some_and(|id| id <= self.through) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Removes the subscriber when its stream is dropped (the client went away).
+struct Registration {
+    shared: Arc<Shared>,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.lock().subscribers.remove(&self.key);
+    }
+}
