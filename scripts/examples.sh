@@ -18,3 +18,6 @@ build_release_servers() {
   servers=()
   for package in "${packages[@]}"; do servers+=("$dir/release/$package"); done
 }
+
+# Each package's default port, "package port" per line (the contract's table).
+ports=("axum-example 3001" "actix-web-example 3002" "warp-example 3003" "rocket-example 3004" "poem-example 3005" "salvo-example 3006")

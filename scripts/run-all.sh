@@ -2,31 +2,85 @@
 # Starts the six example servers on their default ports (3001–3006), each printing its URLs, and
 # stops them all (by their own PIDs) on Ctrl-C. Extra settings pass through the environment:
 #   TICK_MS=250 scripts/run-all.sh
+#
+#   scripts/run-all.sh --cluster
+# runs them as one cluster instead: a redis-server of its own (port 6390, or REDIS_PORT; its data
+# in a temporary directory), the six servers on it (EVENT_LOG=redis://127.0.0.1:6390), and nginx
+# in front of them on port 3000 (or NGINX_PORT), round-robin, configured as scripts/nginx/
+# explains. The demo page then shows the same ids in all six cards, and an event published to
+# one server reaches all six; http://127.0.0.1:3000/ is the whole cluster behind one address.
+# It needs Debian's redis-server and nginx (apt-get install redis-server nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cluster=false
+case "${1:-}" in
+  --cluster) cluster=true ;;
+  "") ;;
+  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: scripts/run-all.sh [--cluster]" >&2; exit 2 ;;
+esac
 
 source scripts/examples.sh
 echo "building ${packages[*]} …"
 cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
 
 pids=()
+work=""
 stop() {
   trap - INT TERM EXIT
+  # The servers first (they end their streams), then nginx and redis.
   [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
+  [ -n "$work" ] && rm -rf "$work"
 }
 trap stop INT TERM EXIT
 
-target_dir=$(target_dir)
-for package in "${packages[@]}"; do
-  # Output goes through a prefixing sed that ignores Ctrl-C, so that it keeps reading until the
-  # server has logged its shutdown and exited; $! is the server's own PID.
-  "$target_dir/debug/$package" > >(trap '' INT TERM; sed -u "s/^/[$package] /") 2>&1 &
+# Runs a command in the background with its output prefixed; $! is the command's own PID. The
+# prefixing sed ignores Ctrl-C, so that it keeps reading until the process has logged its end.
+run() {
+  local name=$1
+  shift
+  "$@" > >(trap '' INT TERM; sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
+}
+
+if $cluster; then
+  for tool in redis-server nginx; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "--cluster needs $tool (apt-get install $tool)" >&2; exit 1; }
+  done
+  redis_port=${REDIS_PORT:-6390}
+  nginx_port=${NGINX_PORT:-3000}
+  work=$(mktemp -d)
+  run redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+    --appendonly yes --appendfsync everysec --daemonize no
+  for _ in $(seq 50); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis_pid=${pids[-1]}
+  export EVENT_LOG="redis://127.0.0.1:$redis_port"
+fi
+
+target_dir=$(target_dir)
+upstreams=()
+for package in "${packages[@]}"; do
+  run "$package" "$target_dir/debug/$package"
+  upstreams+=("127.0.0.1:$(sed -n "s/^$package \([0-9]*\)$/\1/p" <<<"$(printf '%s\n' "${ports[@]}")")")
 done
+
+if $cluster; then
+  conf=$(scripts/nginx/render.sh "$work/nginx" "$nginx_port" "${upstreams[@]}")
+  run nginx nginx -p "$work/nginx" -c "$conf"
+fi
 
 sleep 1
 echo
 echo "Each server's address is in its 'listening on' line above; every one serves the demo page"
 echo "at / (each card connects to its own server). Ctrl-C stops them all."
+if $cluster; then
+  echo "One cluster on $EVENT_LOG (redis pid $redis_pid): the same ids in every card."
+  echo "Behind nginx, round-robin: http://127.0.0.1:$nginx_port/ (all six as one server;"
+  echo "  the demo page with every card through it: http://127.0.0.1:$nginx_port/?all=http://127.0.0.1:$nginx_port)."
+fi
 wait

@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# Every test of the project: the Rust tests (sse-core's unit tests, the conformance parser and
-# its property tests, the whole conformance suite against all six example servers, the proof
-# that every check fails against a server breaking its rule, and the fault-and-load suite at CI
-# scale with its own proof against that broken server), then the demo page's end-to-end tests
-# in headless Chromium.
+# Every test of the project: the Rust tests (sse-core's unit tests on both event logs, the
+# conformance parser and its property tests, the whole conformance suite against all six example
+# servers on the memory log and on a shared Redis log, the cluster checks, the proof that every
+# check fails against a server breaking its rule, and the fault-and-load suite at CI scale with
+# its own proof against that broken server), then the demo page's end-to-end tests in headless
+# Chromium.
+#
+# What the tests start for real comes from Debian's packages: redis-server (the shared event
+# log), Chromium and Node.js (the browser tests). Run as root with apt-get, the script installs
+# the missing ones. Elsewhere a missing redis-server is an error; missing browser tools skip the
+# browser tests, except under CI=true, where anything missing is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/examples.sh
 
+missing=()
+command -v "${REDIS_SERVER:-redis-server}" >/dev/null 2>&1 || missing+=(redis-server)
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} from Debian's packages …"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  missing=()
+fi
+for package in "${missing[@]}"; do
+  if [ "$package" = redis-server ] || [ "${CI:-}" = true ]; then
+    echo "error: the tests need $package (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+done
+
 echo "== cargo test --workspace"
 cargo test --workspace
 
 echo "== browser end-to-end tests (e2e/)"
-# They need Debian's Chromium and Node.js; as root with apt-get, the missing ones are installed.
-missing=()
-[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing ${missing[*]} from Debian's packages …"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "skipping the browser tests: they need ${missing[*]} (apt-get install ${missing[*]})"
-    exit 0
-  fi
+  echo "skipping the browser tests: they need ${missing[*]} (apt-get install ${missing[*]})"
+  exit 0
 fi
 cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
 npm --prefix e2e ci --no-audit --no-fund

@@ -22,11 +22,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use futures_util::{FutureExt, StreamExt};
 use sse_core::config::Cli;
+use sse_core::log::redis::StartError;
 use sse_core::server::{
     Started, Startup, Stopping, announce, bind_or_exit, connect_or_exit, init_logging,
     shutdown_signal, stopping,
 };
-use sse_core::{App, Config, EVENT_STREAM_HEADERS, EventName, Framework, retry_block};
+use sse_core::{
+    App, Config, EVENT_STREAM_HEADERS, EventLogSetting, EventName, Framework, retry_block,
+};
 
 const FRAMEWORK: Framework = Framework {
     name: "broken",
@@ -54,8 +57,14 @@ async fn main() {
         listener,
         stopping,
     } = match rule {
-        // These two break start-up itself, so they take a path of their own.
-        "config-errors" | "port-in-use" => broken_start(rule).await,
+        // These break start-up itself, so they take a path of their own.
+        "config-errors"
+        | "port-in-use"
+        | "log-unreachable"
+        | "log-capacity"
+        | "cluster-delivery"
+        | "cluster-clock-failover"
+        | "cluster-restart" => broken_start(rule).await,
         _ => {
             Startup::new(FRAMEWORK)
                 .adjust(move |config| {
@@ -69,6 +78,12 @@ async fn main() {
                 .await
         }
     };
+    if rule == "cluster-clock" {
+        forge_ticks(app.clone());
+    }
+    if rule == "log-connection-cut" {
+        watch_log_connection(app.clone());
+    }
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let broken = Broken {
         rule,
@@ -93,7 +108,7 @@ async fn main() {
     }
 }
 
-/// Start-up with its own rule broken (`config-errors` or `port-in-use`).
+/// Start-up with its own rule broken.
 async fn broken_start(rule: &str) -> Started {
     let config = if rule == "config-errors" {
         // Broken: bad settings are silently replaced by the defaults.
@@ -111,7 +126,39 @@ async fn broken_start(rule: &str) -> Started {
         Config::load_or_exit(FRAMEWORK)
     };
     init_logging(&config);
-    let app = connect_or_exit(FRAMEWORK, config.clone()).await;
+    if rule == "cluster-restart" {
+        // Broken: every start begins the shared log anew, so ids restart at 1.
+        if let EventLogSetting::Redis(url) = &config.event_log {
+            let key = &config.event_log_key;
+            let mut redis = redis::Client::open(url.as_str())
+                .and_then(|client| client.get_connection())
+                .expect("the shared log answers");
+            redis::cmd("DEL")
+                .arg(format!("{key}:events"))
+                .arg(format!("{key}:meta"))
+                .exec(&mut redis)
+                .expect("DEL runs");
+        }
+    }
+    let app = match rule {
+        // Broken: every instance keeps its own log, as if there were no shared one.
+        "cluster-delivery" => App::new(FRAMEWORK, config.clone()),
+        // Broken: a shared log that cannot be reached is silently replaced by the memory log.
+        "log-unreachable" => App::connect(FRAMEWORK, config.clone())
+            .await
+            .unwrap_or_else(|_| App::new(FRAMEWORK, config.clone())),
+        // Broken: a log made with another REPLAY_CAPACITY is used anyway, with its capacity.
+        "log-capacity" => match App::connect(FRAMEWORK, config.clone()).await {
+            Err(StartError::Capacity { log, .. }) => {
+                let mut adopted = config.clone();
+                adopted.replay_capacity = log;
+                connect_or_exit(FRAMEWORK, adopted).await
+            }
+            Ok(app) => app,
+            Err(_) => connect_or_exit(FRAMEWORK, config.clone()).await,
+        },
+        _ => connect_or_exit(FRAMEWORK, config.clone()).await,
+    };
     let listener = if rule == "port-in-use" {
         // Broken: a bind failure panics instead of saying what to do.
         let listener = std::net::TcpListener::bind((config.host, config.port)).unwrap();
@@ -122,7 +169,11 @@ async fn broken_start(rule: &str) -> Started {
     };
     let stopping = stopping(&app);
     announce(&app, listener.local_addr().unwrap());
-    app.start_ticker();
+    // Broken (cluster-clock-failover): only an instance that started on an empty log ever
+    // ticks, so the clock never fails over to one that joined later.
+    if rule != "cluster-clock-failover" || app.hub.last_id() == 0 {
+        app.start_ticker();
+    }
     Started {
         app,
         listener,
@@ -134,6 +185,28 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match broken.rule {
+        "cluster-resume" if path == "/events" => {
+            // Broken: a resume is judged by what this instance has seen, not by the log, so a
+            // client with an id from another instance looks like one from the future.
+            let resumes = request.headers().contains_key("last-event-id")
+                || request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("lastEventId"));
+            if resumes {
+                let beyond = (broken.app.hub.last_id() + 1_000_000).to_string();
+                request
+                    .headers_mut()
+                    .insert("last-event-id", HeaderValue::from_str(&beyond).unwrap());
+            }
+        }
+        "cluster-idempotency" if path == "/trigger" => {
+            return idempotent_here_only(request, next).await;
+        }
+        "idempotency" if path == "/trigger" => {
+            // Broken: the Idempotency-Key is ignored, so every retry publishes again.
+            request.headers_mut().remove("idempotency-key");
+        }
         "replay-header" => {
             request.headers_mut().remove("last-event-id");
         }
@@ -224,6 +297,56 @@ async fn break_response(
                 .hub
                 .publish(EventName::custom("rejected").unwrap(), "oops".into(), None)
                 .await;
+        }
+        ("cluster-delivery", "/health") => {
+            // It says it is on the shared log (it was started with one), so that the cluster
+            // checks begin and it is cluster-delivery that notices.
+            return rewrite_body(response, |text| {
+                text.replace("\"backend\":\"memory\"", "\"backend\":\"redis\"")
+            })
+            .await;
+        }
+        ("cluster-ids", "/trigger") if status == StatusCode::ACCEPTED => {
+            // Broken: the answer's id comes from a counter of this instance's own.
+            static LOCAL: AtomicU64 = AtomicU64::new(0);
+            return rewrite_body(response, |text| {
+                let mut answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+                answer["id"] = (LOCAL.fetch_add(1, Ordering::Relaxed) + 1).into();
+                answer.to_string()
+            })
+            .await;
+        }
+        ("log-outage", "/trigger") if status == StatusCode::SERVICE_UNAVAILABLE => {
+            // Broken: a failed publication is acknowledged anyway.
+            let id = broken.app.hub.last_id() + 1;
+            let mut response = Response::new(Body::from(format!(
+                r#"{{"id":{id},"event":"outage","clients":0}}"#
+            )));
+            *response.status_mut() = StatusCode::ACCEPTED;
+            return response;
+        }
+        ("log-data-loss", "/trigger") if status == StatusCode::ACCEPTED => {
+            // Broken: ids given anew after the log lost its data (as with no floor kept),
+            // shown as the answer of a log that began again at 1 after the first ten.
+            return rewrite_body(response, |text| {
+                let mut answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let id = answer["id"].as_u64().unwrap();
+                if id > 10 {
+                    answer["id"] = (id - 10).into();
+                }
+                answer.to_string()
+            })
+            .await;
+        }
+        ("log-connection-cut", "/events") if status == StatusCode::OK => {
+            // Broken: a stream ends whenever the connection to the log drops, so its client
+            // has to reconnect.
+            let mut lost = LOG_LOST.subscribe();
+            let (parts, body) = response.into_parts();
+            let body = body.into_data_stream().take_until(async move {
+                let _ = lost.changed().await;
+            });
+            return Response::from_parts(parts, Body::from_stream(body));
         }
         ("health", "/health") => {
             // A break the suite can still read (it needs `last_id` and the rest to begin), so
@@ -320,6 +443,84 @@ fn map_frames(
         async move { changed.map(|text| Ok::<_, Infallible>(Bytes::from(text))) }
     });
     Response::from_parts(parts, Body::from_stream(frames))
+}
+
+/// Broken (cluster-idempotency): keys are remembered by this instance only, so a retry on
+/// another instance publishes again.
+async fn idempotent_here_only(request: Request, next: Next) -> Response {
+    static SEEN: Mutex<Vec<(Vec<u8>, Bytes, String)>> = Mutex::new(Vec::new());
+    let (mut parts, body) = request.into_parts();
+    let Some(key) = parts.headers.remove("idempotency-key") else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let key = key.as_bytes().to_vec();
+    let earlier = SEEN
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, b, answer)| (b.clone(), answer.clone()));
+    if let Some((first_body, answer)) = earlier {
+        if first_body == body {
+            let mut response = Response::new(Body::from(answer));
+            *response.status_mut() = StatusCode::ACCEPTED;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return response;
+        }
+        return plain(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"error":"another body"}"#,
+        );
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(body.clone())))
+        .await;
+    if response.status() != StatusCode::ACCEPTED {
+        return response;
+    }
+    let (parts, answer) = response.into_parts();
+    let answer = axum::body::to_bytes(answer, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    SEEN.lock().unwrap().push((key, body, text.clone()));
+    Response::from_parts(parts, Body::from(text))
+}
+
+/// Counts the times the shared log's connection was seen lost (the log-connection-cut break).
+static LOG_LOST: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+fn watch_log_connection(app: App) {
+    tokio::spawn(async move {
+        loop {
+            if !app.hub.log().connected() {
+                LOG_LOST.send_modify(|lost| *lost += 1);
+                while !app.hub.log().connected() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Broken (cluster-clock): every instance runs a clock of its own besides the shared one,
+/// counting K by itself.
+fn forge_ticks(app: App) {
+    let period = Duration::from_millis(app.config.tick_ms.max(1));
+    tokio::spawn(async move {
+        for k in 1u64.. {
+            tokio::time::sleep(period).await;
+            let data = sse_core::log::tick_data(k, std::time::SystemTime::now());
+            let _ = app.hub.publish(EventName::tick(), data, None).await;
+        }
+    });
 }
 
 async fn rewrite_body(response: Response, change: impl FnOnce(String) -> String) -> Response {

@@ -4,12 +4,14 @@
 //!   letter and keeps the raw lines, so that checks can judge the wire itself;
 //! - [`wire`]: a small raw-TCP HTTP/1.1 client for the checks that must see exact bytes;
 //! - [`checks`]: one named check per rule of the contract (`CONTRACT.md`);
+//! - [`cluster`]: the checks for several instances on one shared event log (section 7);
 //! - [`target`]: the server under test and the requests most checks make;
 //! - [`spawn`]: starting server binaries as real processes, and stopping them by PID;
 //! - [`hostile`]: hostile input for property tests, and the contract's rules it is judged by;
 //! - [`report`]: running the checks and printing the checks × servers table.
 
 pub mod checks;
+pub mod cluster;
 pub mod hostile;
 pub mod parser;
 pub mod report;

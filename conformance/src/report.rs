@@ -96,15 +96,13 @@ fn cell(outcome: Option<&Outcome>) -> &'static str {
 
 /// The checks × servers table, then every failure and skip with its reason.
 pub fn table(reports: &[ServerReport]) -> String {
-    let names: Vec<&str> = checks::all().iter().map(|c| c.name).collect();
-    let names: Vec<&str> = names
-        .into_iter()
-        .filter(|n| {
-            reports
-                .iter()
-                .any(|r| r.results.iter().any(|x| x.name == *n))
-        })
-        .collect();
+    // Every check that ran, in the order it first ran (server checks, then cluster checks).
+    let mut names: Vec<&str> = Vec::new();
+    for result in reports.iter().flat_map(|r| &r.results) {
+        if !names.contains(&result.name) {
+            names.push(result.name);
+        }
+    }
     let first_width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
     let widths: Vec<usize> = reports.iter().map(|r| r.name().len().max(4)).collect();
     let mut out = format!("{:first_width$}", "check");

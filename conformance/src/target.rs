@@ -79,6 +79,11 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct Health {
     pub framework: String,
+    /// The id this process chose at start, unique within its cluster.
+    pub instance: String,
+    /// `memory` or `redis`.
+    pub log_backend: String,
+    pub log_connected: bool,
     pub clients: u64,
     pub last_id: u64,
     pub config: ServerConfig,
@@ -105,6 +110,26 @@ impl Health {
                 .filter(|name| !name.is_empty())
                 .ok_or_else(|| format!("/health has no \"framework\" name: {body}"))?
                 .to_owned(),
+            instance: raw
+                .get("instance")
+                .and_then(Value::as_str)
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| format!("/health has no \"instance\" (contract 5): {body}"))?
+                .to_owned(),
+            log_backend: raw
+                .pointer("/log/backend")
+                .and_then(Value::as_str)
+                .filter(|backend| ["memory", "redis"].contains(backend))
+                .ok_or_else(|| {
+                    format!(
+                        "/health has no \"log\":{{\"backend\": \"memory\" or \"redis\"}}: {body}"
+                    )
+                })?
+                .to_owned(),
+            log_connected: raw
+                .pointer("/log/connected")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| format!("/health has no boolean log.connected: {body}"))?,
             clients: number(&raw, "clients")?,
             last_id: number(&raw, "last_id")?,
             config: ServerConfig {
@@ -209,13 +234,25 @@ impl Ctx {
 
     /// `POST /trigger` with a JSON body and the token (when known).
     pub async fn trigger(&self, body: &Value) -> Result<Answer, String> {
+        self.trigger_with(body.to_string(), &[]).await
+    }
+
+    /// `POST /trigger` with this body (as bytes), the token, and more headers.
+    pub async fn trigger_with(
+        &self,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         let mut request = self
             .http
             .post(self.url("/trigger"))
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(body);
         if let Some(token) = &self.target.token {
             request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         send(request).await
     }

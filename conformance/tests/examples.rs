@@ -1,17 +1,38 @@
 //! Starts every example server as a real process on a free port of 127.0.0.1 and runs the whole
-//! suite against it. Adding a framework is one line in the list at the bottom.
+//! suite against it: once on the memory log, once on a shared log in a redis-server of the
+//! test's own. Adding a framework is one line in the list at the bottom.
 
 mod support;
 
-use conformance::checks::Outcome;
+use conformance::checks::{self, Outcome};
 use conformance::report::{run_checks, table};
 use conformance::spawn::Launcher;
 use conformance::target::Target;
 
-async fn passes_the_contract(package: &str) {
+/// Which event log the server runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Log {
+    Memory,
+    Redis,
+}
+
+async fn passes_the_contract(package: &str, log: Log) {
     let _turn = support::ONE_AT_A_TIME.lock().await;
     let binary = support::build(package, support::Target::Bin(package));
-    let launcher = Launcher::new(binary);
+    let mut launcher = Launcher::new(binary);
+    let redis = (log == Log::Redis)
+        .then(|| redis_fixture::RedisServer::start().expect("redis-server starts"));
+    if let Some(redis) = &redis {
+        launcher = launcher.with_env("EVENT_LOG", &redis.url());
+    }
+    let package = &format!(
+        "{package}{}",
+        if log == Log::Redis {
+            " (shared log)"
+        } else {
+            ""
+        }
+    );
     let mut server = launcher
         .start(&[])
         .await
@@ -28,11 +49,17 @@ async fn passes_the_contract(package: &str) {
     .await;
     let status = server.stop(std::time::Duration::from_secs(3)).await;
     let output = server.output();
-    // With the suite's settings every check can run: a skip here means a check was not proven.
+    // With the suite's settings every check can run (those for a shared log, on it): a skip
+    // here means a check was not proven.
+    let may_skip: Vec<&str> = checks::all()
+        .iter()
+        .filter(|check| check.shared_log && log == Log::Memory)
+        .map(|check| check.name)
+        .collect();
     let skipped: Vec<&str> = report
         .results
         .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Skip(_)))
+        .filter(|r| matches!(r.outcome, Outcome::Skip(_)) && !may_skip.contains(&r.name))
         .map(|r| r.name)
         .collect();
     assert!(
@@ -49,9 +76,16 @@ async fn passes_the_contract(package: &str) {
 
 macro_rules! example {
     ($test:ident, $package:literal) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $test() {
-            passes_the_contract($package).await;
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_the_memory_log() {
+                super::passes_the_contract($package, super::Log::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_a_shared_redis_log() {
+                super::passes_the_contract($package, super::Log::Redis).await;
+            }
         }
     };
 }

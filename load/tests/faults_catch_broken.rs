@@ -54,6 +54,18 @@ catches!(hostile_trigger, "hostile-trigger", "trigger-400");
 catches!(hostile_resume, "hostile-resume", "garbage-last-event-id");
 // Payload text written without splitting its line breaks.
 catches!(hostile_payloads, "hostile-payloads", "injection");
+// A publication that failed while Redis was down acknowledged anyway.
+catches!(log_outage, "log-outage", "log-outage");
+// Ids given anew after Redis came back empty.
+catches!(log_data_loss, "log-data-loss", "log-data-loss");
+// Streams ended whenever the connection to Redis drops.
+catches!(
+    log_connection_cut,
+    "log-connection-cut",
+    "log-connection-cut"
+);
+// An unreachable shared log silently replaced by the memory log.
+catches!(log_unreachable, "log-unreachable", "log-unreachable");
 
 /// The control: with nothing broken, every scenario but slowloris passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

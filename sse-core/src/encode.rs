@@ -45,7 +45,8 @@ impl EventName {
         Self("message".into())
     }
 
-    pub(crate) fn tick() -> Self {
+    /// The name of the server's own ticks (the broken server forges some with it).
+    pub fn tick() -> Self {
         Self("tick".into())
     }
 

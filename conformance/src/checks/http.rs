@@ -159,6 +159,11 @@ pub async fn health(ctx: &Ctx) -> Checked {
         "status is not \"ok\": {}",
         answer.body
     );
+    ensure!(
+        health.log_connected,
+        "log.connected is false on a server whose log is up: {}",
+        answer.body
+    );
     if let Some(token) = &ctx.target.token {
         ensure!(
             !answer.body.contains(token.as_str()),

@@ -11,11 +11,12 @@ use crate::target::Ctx;
 use crate::wire::{RawStream, TimedBlock};
 
 mod http;
+pub(crate) mod idempotency;
 mod payload;
 mod process;
 mod replay;
 mod stream;
-mod ticks;
+pub(crate) mod ticks;
 mod trigger;
 
 /// What a check concluded.
@@ -39,6 +40,8 @@ pub struct Check {
     /// The contract section it checks.
     pub section: &'static str,
     pub summary: &'static str,
+    /// It can run only against a server on a shared event log (it skips on the memory log).
+    pub shared_log: bool,
     run: for<'a> fn(&'a Ctx) -> CheckFuture<'a>,
 }
 
@@ -64,7 +67,14 @@ macro_rules! check {
             name: $name,
             section: $section,
             summary: $summary,
+            shared_log: false,
             run: |ctx| Box::pin($run(ctx)),
+        }
+    };
+    ($name:literal, $section:literal, $summary:literal, $run:path, shared_log) => {
+        Check {
+            shared_log: true,
+            ..check!($name, $section, $summary, $run)
         }
     };
 }
@@ -203,6 +213,12 @@ pub fn all() -> Vec<Check> {
             trigger::trigger_error_order
         ),
         check!(
+            "idempotency",
+            "4",
+            "an Idempotency-Key retry publishes once; another body 422, a bad key 400",
+            idempotency::idempotency
+        ),
+        check!(
             "trigger-rejected-publishes-nothing",
             "4",
             "a rejected trigger publishes nothing",
@@ -315,6 +331,19 @@ pub fn all() -> Vec<Check> {
             "1",
             "a port in use stops the process with one line and status 1",
             process::port_in_use
+        ),
+        check!(
+            "log-unreachable",
+            "1",
+            "a shared log unreachable at start: status 1 within 10 s, one line with the URL",
+            process::log_unreachable
+        ),
+        check!(
+            "log-capacity",
+            "7",
+            "a shared log made with another REPLAY_CAPACITY: status 2, one line with both",
+            process::log_capacity,
+            shared_log
         ),
     ]
 }

@@ -93,6 +93,9 @@ pub async fn config_errors(ctx: &Ctx) -> Checked {
         ("CLIENT_BUFFER", "1.5"),
         ("PORT", "70000"),
         ("HOST", "not-an-address"),
+        ("EVENT_LOG", "redis://"),
+        ("EVENT_LOG", "memcached://127.0.0.1:11211"),
+        ("EVENT_LOG_KEY", "no spaces"),
     ];
     for (variable, value) in bad {
         let (status, output) = launcher
@@ -143,6 +146,75 @@ pub async fn port_in_use(ctx: &Ctx) -> Checked {
     ensure!(
         lines.len() == 1 && lines[0].contains(&port) && lines[0].contains("PORT"),
         "with port {port} taken: expected one line naming the port and PORT, got {output:?}"
+    );
+    pass()
+}
+
+/// How much longer than the contract's 10 s of retrying a process may take to give up.
+const GIVE_UP_MARGIN: Duration = Duration::from_secs(4);
+
+pub async fn log_unreachable(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    // A port of 127.0.0.1 that nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))?
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let started = Instant::now();
+    let (status, output) = launcher
+        .run_to_exit(
+            &[("EVENT_LOG", &url)],
+            Duration::from_secs(10) + GIVE_UP_MARGIN,
+        )
+        .await
+        .map_err(|e| format!("with EVENT_LOG={url} (nothing listening): {e}"))?;
+    let took = started.elapsed();
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        status.code() == Some(1),
+        "with EVENT_LOG={url} (nothing listening): exited with {status} after {} ms instead of 1; output: {output:?}",
+        took.as_millis()
+    );
+    ensure!(
+        lines.len() == 1 && lines[0].contains(&url),
+        "with EVENT_LOG={url} (nothing listening): expected one line naming the URL, got {output:?}"
+    );
+    pass()
+}
+
+pub async fn log_capacity(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    if ctx.health.log_backend != "redis" {
+        return skip("needs a server on a shared event log (EVENT_LOG=redis://…)");
+    }
+    // Another process on the same log (the launcher's EVENT_LOG), with another capacity.
+    let ours = ctx.config().replay_capacity;
+    let other = (ours + 1).to_string();
+    let (status, output) = launcher
+        .run_to_exit(
+            &[("REPLAY_CAPACITY", &other)],
+            Duration::from_secs(10) + GIVE_UP_MARGIN,
+        )
+        .await
+        .map_err(|e| format!("with REPLAY_CAPACITY={other} on a log made with {ours}: {e}"))?;
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        status.code() == Some(2),
+        "with REPLAY_CAPACITY={other} on a log made with {ours}: exited with {status} instead of 2; output: {output:?}"
+    );
+    ensure!(
+        lines.len() == 1
+            && lines[0].contains("REPLAY_CAPACITY")
+            && lines[0].contains(&other)
+            && lines[0].contains(&ours.to_string()),
+        "with REPLAY_CAPACITY={other} on a log made with {ours}: expected one line naming both values, got {output:?}"
     );
     pass()
 }

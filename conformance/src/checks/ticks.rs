@@ -13,10 +13,10 @@ use crate::target::Ctx;
 use crate::wire::RawStream;
 
 /// A tick as received: its id, K, and publication time.
-struct Tick {
-    id: u64,
-    k: u64,
-    time: SystemTime,
+pub(crate) struct Tick {
+    pub(crate) id: u64,
+    pub(crate) k: u64,
+    pub(crate) time: SystemTime,
 }
 
 fn needs_ticks(ctx: &Ctx) -> Option<String> {
@@ -49,7 +49,7 @@ async fn read_ticks(ctx: &Ctx, stream: &mut RawStream, count: usize) -> Result<V
         .collect()
 }
 
-fn parse_tick(event: &Event) -> Result<Tick, String> {
+pub(crate) fn parse_tick(event: &Event) -> Result<Tick, String> {
     let id = id_of(event).ok_or_else(|| format!("tick without a decimal id: {event:?}"))?;
     let value: Value = serde_json::from_str(&event.data)
         .map_err(|e| format!("tick data is not JSON ({e}): {:?}", event.data))?;

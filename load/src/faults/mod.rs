@@ -7,6 +7,7 @@ pub mod flood;
 pub mod hostile_resume;
 pub mod hostile_trigger;
 pub mod payloads;
+pub mod shared_log;
 pub mod shutdown;
 pub mod slow_consumer;
 pub mod slowloris;
@@ -116,11 +117,11 @@ pub struct Scenario {
 }
 
 macro_rules! scenario {
-    ($name:literal, $rule:literal, $module:ident) => {
+    ($name:literal, $rule:literal, $($module:ident)::+) => {
         Scenario {
             name: $name,
             rule: $rule,
-            run: |ctx, findings| Box::pin($module::run(ctx, findings)),
+            run: |ctx, findings| Box::pin($($module)::+::run(ctx, findings)),
         }
     };
 }
@@ -166,6 +167,26 @@ pub const SCENARIOS: &[Scenario] = &[
         "hostile-payloads",
         "Property-based triggers with hostile names and data against the live server: invalid names get a JSON 400 and publish nothing; valid ones reach an open stream as exactly one event with that id, name and data, and no other line.",
         payloads
+    ),
+    scenario!(
+        "log-outage",
+        "On a shared log, Redis SIGKILLed with streams open and publishers running, then restarted on its data: triggers get 503 with Retry-After and /health says degraded meanwhile; afterwards no acknowledged event is missing or doubled, every stream is consecutive, and no stream ended.",
+        shared_log::outage
+    ),
+    scenario!(
+        "log-data-loss",
+        "On a shared log, Redis restarted empty: the next id is above the highest given before, an open stream goes on consecutively, and a client resuming from a lost id gets the gap event.",
+        shared_log::data_loss
+    ),
+    scenario!(
+        "log-connection-cut",
+        "On a shared log, every connection of the server cut again and again (CLIENT KILL TYPE normal) with publishers running: no acknowledged event is missing or doubled, every stream is consecutive, and no stream ended.",
+        shared_log::connection_cut
+    ),
+    scenario!(
+        "log-unreachable",
+        "A shared log that nothing answers at start: exit status 1 within 10 s (a 4 s margin), with one line naming the URL.",
+        shared_log::unreachable
     ),
 ];
 
