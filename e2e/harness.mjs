@@ -1,7 +1,8 @@
 // Plumbing shared by the tests and the screenshot script: the six server processes (started from
 // the workspace's built binaries, stopped by their own PIDs) and a headless Chromium.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,10 +59,10 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-/** One example server binary on its default port. */
+/** One example server binary on its default port (with `env` on top of the test settings). */
 export class Server {
-  constructor({ key, pkg, port }) {
-    Object.assign(this, { key, pkg, port });
+  constructor({ key, pkg, port }, env = {}) {
+    Object.assign(this, { key, pkg, port, env });
     this.bin = join(BIN_DIR, pkg);
     this.base = `http://${HOST}:${port}`;
     this.child = null;
@@ -85,7 +86,8 @@ export class Server {
         TICK_MS: String(SETTINGS.TICK_MS), RETRY_MS: String(SETTINGS.RETRY_MS), HEARTBEAT_MS: String(SETTINGS.HEARTBEAT_MS),
         // Empty counts as unset: defaults, whatever the calling shell exported.
         REPLAY_CAPACITY: '', MAX_CLIENTS: '', CLIENT_BUFFER: '', TRIGGER_TOKEN: '', CORS_ORIGIN: '',
-        RUST_LOG: 'info', NO_COLOR: '1',
+        RUST_LOG: 'info', NO_COLOR: '1', EVENT_LOG: '', EVENT_LOG_KEY: '',
+        ...this.env,
       },
     });
     this.child = child;
@@ -125,6 +127,17 @@ export class Server {
     return Date.now();
   }
 
+  /** SIGKILL (by its own PID), as a crash or the OOM killer would; resolves once it is gone. */
+  async kill() {
+    const child = this.child;
+    if (!child) return null;
+    const exited = this.exited;
+    child.kill('SIGKILL');
+    const result = await within(exited, KILL_TIMEOUT_MS, () => null);
+    if (!result) throw new Error(`${this.pkg} (pid ${child.pid}) did not exit after SIGKILL`);
+    return result;
+  }
+
   /** SIGTERM, wait for the exit (bounded), SIGKILL if it did not go. Resolves to { code, signal }. */
   async stop() {
     const child = this.child;
@@ -143,8 +156,8 @@ export class Server {
 }
 
 /** Starts every server (one after another: it is a 2-core machine), stopping those started if one fails. */
-export async function startServers(frameworks = FRAMEWORKS) {
-  const servers = frameworks.map((f) => new Server(f));
+export async function startServers(frameworks = FRAMEWORKS, env = {}) {
+  const servers = frameworks.map((f) => new Server(f, env));
   try {
     for (const server of servers) await server.start();
   } catch (err) {
@@ -158,6 +171,97 @@ export async function stopServers(servers) {
   const results = await Promise.allSettled(servers.map((server) => server.stop()));
   const failed = results.filter((r) => r.status === 'rejected').map((r) => r.reason.message);
   if (failed.length) throw new Error(failed.join('; '));
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
+export function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, HOST, () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** Resolves once `port` accepts a connection (and `probe`, if given, answers), or fails after `timeout` ms. */
+async function waitForPort(port, what, timeout = READY_TIMEOUT_MS, probe = null) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const answer = await new Promise((done) => {
+      const socket = connect(port, HOST);
+      socket.setTimeout(1_000, () => { socket.destroy(); done(false); });
+      socket.once('error', () => done(false));
+      socket.once('connect', () => {
+        if (!probe) { socket.end(); done(true); return; }
+        socket.write(probe.send);
+        socket.once('data', (data) => { socket.end(); done(data.toString().startsWith(probe.expect)); });
+      });
+    });
+    if (answer) return;
+    if (Date.now() >= deadline) throw new Error(`${what} did not answer on port ${port} within ${timeout} ms`);
+    await sleep(50);
+  }
+}
+
+/** A child process of the tests' own (redis-server, nginx), stopped by its own PID. */
+class Helper {
+  constructor(name, command, args) {
+    this.name = name;
+    this.output = '';
+    this.child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(this.child);
+    this.exited = new Promise((done) => this.child.once('exit', (code, signal) => { running.delete(this.child); done({ code, signal }); }));
+    const keep = (chunk) => { this.output = (this.output + chunk.toString()).slice(-OUTPUT_KEEP); };
+    this.child.stdout.on('data', keep);
+    this.child.stderr.on('data', keep);
+    this.spawned = new Promise((done, fail) => {
+      this.child.once('spawn', done);
+      this.child.once('error', (err) => fail(new Error(`cannot start ${command}: ${err.message} (scripts/test.sh installs it from Debian's packages)`)));
+    });
+  }
+
+  async stop() {
+    this.child.kill('SIGTERM');
+    if (await within(this.exited, TERM_TIMEOUT_MS, () => null)) return;
+    this.child.kill('SIGKILL');
+    await within(this.exited, KILL_TIMEOUT_MS, () => null);
+  }
+}
+
+/** Debian's redis-server on a free port of 127.0.0.1, its data in a directory of its own. */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'sse-e2e-redis-'));
+  profiles.add(dir);
+  const redis = new Helper('redis-server', process.env.REDIS_SERVER || 'redis-server', [
+    '--port', String(port), '--bind', HOST, '--dir', dir, '--save', '',
+    '--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no',
+  ]);
+  await redis.spawned;
+  await waitForPort(port, 'redis-server', READY_TIMEOUT_MS, { send: 'PING\r\n', expect: '+PONG' });
+  redis.url = `redis://${HOST}:${port}`;
+  const stop = redis.stop.bind(redis);
+  redis.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); profiles.delete(dir); };
+  return redis;
+}
+
+/** Debian's nginx on a free port of 127.0.0.1 in front of `servers`, with scripts/nginx/'s config. */
+export async function startNginx(servers) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'sse-e2e-nginx-'));
+  profiles.add(dir);
+  const conf = execFileSync('bash', [join(REPO_DIR, 'scripts', 'nginx', 'render.sh'), dir, String(port),
+    ...servers.map((s) => `${HOST}:${s.port}`)]).toString().trim();
+  const nginx = new Helper('nginx', process.env.NGINX || 'nginx', ['-p', dir, '-c', conf]);
+  await nginx.spawned;
+  await waitForPort(port, 'nginx');
+  nginx.port = port;
+  nginx.base = `http://${HOST}:${port}`;
+  const stop = nginx.stop.bind(nginx);
+  nginx.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); profiles.delete(dir); };
+  return nginx;
 }
 
 /** Headless Chromium with a fresh profile directory; close() also removes the profile. */

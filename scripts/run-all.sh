@@ -29,7 +29,7 @@ pids=()
 work=""
 stop() {
   trap - INT TERM EXIT
-  # The servers first (they end their streams), then nginx and redis.
+  # Everything it started, by PID: the servers end their streams, redis and nginx stop.
   [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   [ -n "$work" ] && rm -rf "$work"

@@ -7,9 +7,10 @@
 # Chromium.
 #
 # What the tests start for real comes from Debian's packages: redis-server (the shared event
-# log), Chromium and Node.js (the browser tests). Run as root with apt-get, the script installs
-# the missing ones. Elsewhere a missing redis-server is an error; missing browser tools skip the
-# browser tests, except under CI=true, where anything missing is a failure.
+# log), and Chromium, Node.js and nginx (the browser tests, one of them behind nginx). Run as
+# root with apt-get, the script installs the missing ones. Elsewhere a missing redis-server is
+# an error; missing browser tools skip the browser tests, except under CI=true, where anything
+# missing is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +20,11 @@ missing=()
 command -v "${REDIS_SERVER:-redis-server}" >/dev/null 2>&1 || missing+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} from Debian's packages …"
   apt-get update -qq
+  # (Debian's nginx package may start its own nginx on port 80; the tests start one of their own.)
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   missing=()
 fi
@@ -42,4 +45,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
 npm --prefix e2e ci --no-audit --no-fund
-npm --prefix e2e test
+PATH="$PATH:/usr/sbin" npm --prefix e2e test
