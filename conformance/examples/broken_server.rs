@@ -64,6 +64,7 @@ async fn main() {
         | "log-capacity"
         | "cluster-delivery"
         | "cluster-clock-failover"
+        | "cluster-clock-fenced"
         | "cluster-restart" => broken_start(rule).await,
         _ => {
             Startup::new(FRAMEWORK)
@@ -171,7 +172,9 @@ async fn broken_start(rule: &str) -> Started {
     announce(&app, listener.local_addr().unwrap());
     // Broken (cluster-clock-failover): only an instance that started on an empty log ever
     // ticks, so the clock never fails over to one that joined later.
-    if rule != "cluster-clock-failover" || app.hub.last_id() == 0 {
+    if rule == "cluster-clock-fenced" {
+        unfenced_clock(app.clone(), &config);
+    } else if rule != "cluster-clock-failover" || app.hub.last_id() == 0 {
         app.start_ticker();
     }
     Started {
@@ -187,13 +190,12 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
     match broken.rule {
         "cluster-resume" if path == "/events" => {
             // Broken: a resume is judged by what this instance has seen, not by the log, so a
-            // client with an id from another instance looks like one from the future.
-            let resumes = request.headers().contains_key("last-event-id")
-                || request
-                    .uri()
-                    .query()
-                    .is_some_and(|q| q.contains("lastEventId"));
-            if resumes {
+            // client with an id this instance has not seen yet looks like one from the future.
+            let resume = request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if resume.is_some_and(|n| n > broken.app.hub.last_id()) {
                 let beyond = (broken.app.hub.last_id() + 1_000_000).to_string();
                 request
                     .headers_mut()
@@ -506,6 +508,56 @@ fn watch_log_connection(app: App) {
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Broken (cluster-clock-fenced): a clock that checks the lease on its own beat and remembers
+/// the answer, instead of checking it in the same step as the tick; K is the log's, so K stays
+/// consecutive. Continued after a pause past its lease, it ticks once on what it remembered.
+fn unfenced_clock(app: App, config: &Config) {
+    let EventLogSetting::Redis(url) = &config.event_log else {
+        return;
+    };
+    let (lease, meta) = (
+        format!("{}:lease", config.event_log_key),
+        format!("{}:meta", config.event_log_key),
+    );
+    let client = redis::Client::open(url.as_str()).expect("a valid EVENT_LOG");
+    let period = Duration::from_millis(app.config.tick_ms.max(1));
+    tokio::spawn(async move {
+        let mut redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the shared log answers");
+        let me = app.instance.to_string();
+        let mut holds = false;
+        let mut beat = tokio::time::interval(Duration::from_millis(500));
+        let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = clock.tick(), if holds => {
+                    let k: u64 = redis::cmd("HINCRBY").arg(&meta).arg("tick").arg(1)
+                        .query_async(&mut redis).await.unwrap_or(0);
+                    let data = sse_core::log::tick_data(k, std::time::SystemTime::now());
+                    let _ = app.hub.publish(EventName::tick(), data, None).await;
+                }
+                _ = beat.tick() => {
+                    let taken: Option<String> = redis::cmd("SET").arg(&lease).arg(&me)
+                        .arg("NX").arg("PX").arg(2000).query_async(&mut redis).await.unwrap_or(None);
+                    holds = taken.is_some() || {
+                        let holder: Option<String> = redis::cmd("GET").arg(&lease)
+                            .query_async(&mut redis).await.unwrap_or(None);
+                        holder.as_deref() == Some(me.as_str())
+                    };
+                    if holds {
+                        let _: Result<(), _> = redis::cmd("PEXPIRE").arg(&lease).arg(2000)
+                            .query_async(&mut redis).await;
+                    }
+                }
+            }
         }
     });
 }

@@ -18,6 +18,7 @@ use crate::checks::{
     Checked, Outcome, abbreviate, ensure, ensure_consecutive, events, id_of, marker, pass,
     read_through, skip,
 };
+use crate::proxy::LogProxy;
 use crate::report::{CheckResult, ServerReport, selected};
 use crate::spawn::{Launcher, Server};
 use crate::target::{Ctx, Target};
@@ -105,7 +106,7 @@ pub fn all() -> Vec<ClusterCheck> {
         cluster_check!(
             "cluster-resume",
             "7",
-            "resuming on another instance gives exactly N+1, …, also before it caught up",
+            "resuming on another instance gives exactly N+1, …, also on one held behind the log",
             resume
         ),
         cluster_check!(
@@ -123,8 +124,14 @@ pub fn all() -> Vec<ClusterCheck> {
         cluster_check!(
             "cluster-clock-failover",
             "7",
-            "the clock's holder killed: ticks resume in TICK_MS + 3 s; paused: no K twice",
+            "the clock's holder killed: ticks resume within TICK_MS + 3 s, K goes on",
             clock_failover
+        ),
+        cluster_check!(
+            "cluster-clock-fenced",
+            "7",
+            "the clock's holder paused past its lease and continued: it never ticks again",
+            clock_fenced
         ),
         cluster_check!(
             "cluster-idempotency",
@@ -278,6 +285,67 @@ async fn resume(ctx: &ClusterCtx) -> Checked {
             );
         }
     }
+    match ctx.launchers() {
+        Ok(launchers) => resume_while_behind(ctx, launchers).await,
+        // Without launchers the race above is all that can be checked.
+        Err(_) => pass(),
+    }
+}
+
+/// An instance whose reader is held behind the log (a proxy in front of Redis withholds what
+/// its tail reads get) must still resume a client from an id it has not seen: from the log.
+async fn resume_while_behind(ctx: &ClusterCtx, launchers: &[Launcher]) -> Checked {
+    let launcher = &launchers[1 % launchers.len()];
+    let Some(upstream) = launcher
+        .env
+        .iter()
+        .find(|(name, _)| name == "EVENT_LOG")
+        .and_then(|(_, url)| url.strip_prefix("redis://"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|address| {
+            std::net::ToSocketAddrs::to_socket_addrs(address)
+                .ok()?
+                .next()
+        })
+    else {
+        return skip("needs instances started with EVENT_LOG=redis://HOST:PORT");
+    };
+    let proxy = LogProxy::start(upstream).await?;
+    let mut behind = launcher.start(&[("EVENT_LOG", &proxy.url())]).await?;
+    let behind_ctx = Ctx::connect(Target::spawned(&behind, launcher.clone())).await?;
+    let publisher = &ctx.members[0];
+    let name = marker("cluster-resume-behind");
+    proxy.hold_readers(true);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(publisher.publish(Some(&name), json!(i)).await?);
+    }
+    let seen_there = behind_ctx.health_now().await?.last_id;
+    let resume_from = ids[4];
+    let mut stream = behind_ctx
+        .open_stream("/events", &[("last-event-id", &resume_from.to_string())])
+        .await?;
+    let replayed = read_through(&mut stream, ids[9], Duration::from_secs(5)).await;
+    proxy.hold_readers(false);
+    let through = publisher.publish(Some(&name), json!("after")).await?;
+    let mut blocks = replayed.map_err(|e| {
+        format!(
+            "an instance held behind the log (it had seen id {seen_there}) did not replay after {resume_from} from the log: {e}"
+        )
+    })?;
+    blocks.extend(read_through(&mut stream, through, Duration::from_secs(10)).await?);
+    let seen = events(&blocks);
+    ensure!(
+        seen.iter().all(|e| e.event_type != "gap"),
+        "an instance held behind the log (it had seen id {seen_there}) answered a resume after {resume_from} with a gap event"
+    );
+    let got: Vec<u64> = seen.iter().filter_map(|e| id_of(e)).collect();
+    ensure_consecutive(
+        &got,
+        resume_from + 1,
+        &format!("resumed after {resume_from} on an instance held behind at {seen_there}"),
+    )?;
+    behind.stop(Duration::from_secs(3)).await;
     pass()
 }
 
@@ -415,7 +483,7 @@ fn signal(server: &Server, signal: nix::sys::signal::Signal) -> Result<(), Strin
 }
 
 async fn clock_failover(ctx: &ClusterCtx) -> Checked {
-    use nix::sys::signal::Signal::{SIGCONT, SIGKILL, SIGSTOP};
+    use nix::sys::signal::Signal::SIGKILL;
     if let Some(skipped) = needs_ticks(ctx) {
         return skipped;
     }
@@ -465,24 +533,83 @@ async fn clock_failover(ctx: &ClusterCtx) -> Checked {
     ticks_b.extend(after);
     let _ = holder.wait(Duration::from_secs(5)).await;
 
-    // Each of the two left is paused past the lease and continued, watched from the other:
-    // one of them held the clock, and a paused holder must never tick again once replaced.
-    let mut ticks_c = Vec::new();
-    for (paused, watcher, seen) in [(&b, &mut on_c, &mut ticks_c), (&c, &mut on_b, &mut ticks_b)] {
-        signal(paused, SIGSTOP)?;
-        let during = ticks_within(watcher, Duration::from_secs(3)).await;
-        signal(paused, SIGCONT)?;
-        seen.extend(during?);
-        seen.extend(ticks_within(watcher, period * 2).await?);
-    }
-    ticks_c.extend(ticks_within(&mut on_c, period * 2).await?);
-    ticks_b.extend(ticks_within(&mut on_b, Duration::from_millis(100)).await?);
+    ticks_b.extend(ticks_within(&mut on_b, period * 2).await?);
+    let ticks_c = ticks_within(&mut on_c, period).await?;
     for (what, ticks) in [("instance B", &ticks_b), ("instance C", &ticks_c)] {
         ensure_one_clock(
             ticks,
             &format!("{what} of a cluster whose clock failed over"),
         )?;
     }
+    pass()
+}
+
+/// Starts a cluster of its own (a fresh key) whose first instance, started alone until it has
+/// ticked, holds the clock; then the others. Returns the servers (holder first) and their ctxs.
+async fn own_clock_cluster(
+    launchers: &[Launcher],
+    count: usize,
+    name: &str,
+    period: Duration,
+) -> Result<(Vec<Server>, Vec<Ctx>), String> {
+    let key = marker(name);
+    let env = [("EVENT_LOG_KEY", key.as_str())];
+    let launcher = |i: usize| &launchers[i % launchers.len()];
+    let mut servers = vec![launcher(0).start(&env).await?];
+    let mut ctxs = vec![Ctx::connect(Target::spawned(&servers[0], launcher(0).clone())).await?];
+    let mut first = ctxs[0].open_stream("/events", &[]).await?;
+    let before = ticks_within(&mut first, period * 2 + Duration::from_secs(2)).await?;
+    ensure!(!before.is_empty(), "a lone instance published no tick");
+    for i in 1..count {
+        let server = launcher(i).start(&env).await?;
+        ctxs.push(Ctx::connect(Target::spawned(&server, launcher(i).clone())).await?);
+        servers.push(server);
+    }
+    Ok((servers, ctxs))
+}
+
+async fn clock_fenced(ctx: &ClusterCtx) -> Checked {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    if let Some(skipped) = needs_ticks(ctx) {
+        return skipped;
+    }
+    let launchers = match ctx.launchers() {
+        Ok(launchers) => launchers,
+        Err(skipped) => return skipped,
+    };
+    let tick_ms = ctx.tick_ms();
+    let period = Duration::from_millis(tick_ms);
+    let (servers, ctxs) = own_clock_cluster(launchers, 2, "cluster-clock-fenced", period).await?;
+    let mut watch = ctxs[1].open_stream("/events", &[]).await?;
+    let mut ticks = ticks_within(&mut watch, period * 2).await?;
+    // The holder is paused past its lease (the other takes the clock over), then continued:
+    // its own timers are all overdue, and a tick it publishes now would be a second clock.
+    signal(&servers[0], SIGSTOP)?;
+    let during = ticks_within(&mut watch, Duration::from_secs(3)).await;
+    signal(&servers[0], SIGCONT)?;
+    ticks.extend(during?);
+    ticks.extend(ticks_within(&mut watch, period * 4).await?);
+    ensure_one_clock(
+        &ticks,
+        "a cluster whose clock's holder was paused and continued",
+    )?;
+    // One clock ticks every TICK_MS (a handover leaves a longer pause, never a shorter one): a
+    // tick inside a period is a second clock, whatever its K.
+    let least = Duration::from_millis(tick_ms * 6 / 10);
+    for pair in ticks.windows(2) {
+        let apart = pair[1]
+            .time
+            .duration_since(pair[0].time)
+            .unwrap_or_default();
+        ensure!(
+            apart >= least,
+            "ticks K={} and K={} were published {} ms apart with TICK_MS={tick_ms}: a paused holder ticked again after it lost the clock",
+            pair[0].k,
+            pair[1].k,
+            apart.as_millis()
+        );
+    }
+    drop(servers);
     pass()
 }
 

@@ -14,6 +14,7 @@ pub mod checks;
 pub mod cluster;
 pub mod hostile;
 pub mod parser;
+pub mod proxy;
 pub mod report;
 pub mod spawn;
 pub mod target;

@@ -91,8 +91,15 @@ struct Shared {
     stopped: CancellationToken,
 }
 
+/// One open stream as the fan-out sees it: its queue, and the last id its replay accounts for
+/// (0 until the replay is known), so that events it already has are not queued again.
+struct Subscriber {
+    queue: mpsc::Sender<Arc<Event>>,
+    through: Arc<AtomicU64>,
+}
+
 struct State {
-    subscribers: HashMap<u64, mpsc::Sender<Arc<Event>>>,
+    subscribers: HashMap<u64, Subscriber>,
     next_subscriber: u64,
     shut_down: bool,
 }
@@ -123,7 +130,12 @@ impl FanOut {
         let mut state = self.shared.lock();
         let clients = state.subscribers.len();
         let client_buffer = self.shared.client_buffer;
-        state.subscribers.retain(|subscriber, sender| match sender.try_send(Arc::clone(&event)) {
+        let id = event.id().unwrap_or(u64::MAX);
+        state.subscribers.retain(|subscriber, Subscriber { queue, through }| {
+            if id <= through.load(Ordering::Relaxed) {
+                return true; // its replay had it
+            }
+            match queue.try_send(Arc::clone(&event)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Dropping the sender ends the stream once the client has taken what is
@@ -135,6 +147,7 @@ impl FanOut {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
         });
         clients
     }
@@ -160,12 +173,20 @@ impl FanOut {
         if state.subscribers.len() >= max_clients {
             return Err(SubscribeError::Full { max_clients });
         }
-        let (sender, receiver) = mpsc::channel(self.shared.client_buffer);
+        let (queue, receiver) = mpsc::channel(self.shared.client_buffer);
+        let through = Arc::new(AtomicU64::new(0));
         let key = state.next_subscriber;
         state.next_subscriber += 1;
-        state.subscribers.insert(key, sender);
+        state.subscribers.insert(
+            key,
+            Subscriber {
+                queue,
+                through: Arc::clone(&through),
+            },
+        );
         Ok(Live {
             receiver,
+            through,
             _registration: Registration {
                 shared: Arc::clone(&self.shared),
                 key,
@@ -224,6 +245,7 @@ impl Shared {
 /// A registered live queue, before its replay is known.
 pub struct Live {
     receiver: mpsc::Receiver<Arc<Event>>,
+    through: Arc<AtomicU64>,
     _registration: Registration,
 }
 
@@ -231,6 +253,9 @@ impl Live {
     /// The stream: `replay` first, then the live events after `through` (the last id the
     /// replay accounts for), so that replay and live join with no gap and no duplicate.
     pub fn join(self, replay: Vec<Arc<Event>>, through: u64) -> Subscription {
+        // From now on the fan-out does not queue what the replay has; what it queued before,
+        // the stream drops as it reads.
+        self.through.store(through, Ordering::Relaxed);
         Subscription {
             replay: replay.into_iter(),
             live: self,

@@ -2,6 +2,7 @@
 //! with every delivery checked while measuring.
 
 pub mod churn;
+pub mod cluster;
 pub mod fanout;
 pub mod streams;
 

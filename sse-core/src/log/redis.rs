@@ -58,6 +58,7 @@ pub enum StartError {
 struct Keys {
     events: String,
     meta: String,
+    recovering: String,
     lease: String,
     once: String,
 }
@@ -96,7 +97,9 @@ impl RedisLog {
                 load_library(&mut commands).await?;
                 Ok::<_, RedisError>(commands)
             };
-            match tokio::time::timeout(COMMAND_TIMEOUT * 2, attempt).await {
+            // No attempt runs past the deadline: the contract gives 10 s in all.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left.min(COMMAND_TIMEOUT * 2), attempt).await {
                 Ok(Ok(commands)) => break commands,
                 Ok(Err(error)) if Instant::now() >= deadline => {
                     return Err(StartError::Unreachable(error.to_string()));
@@ -113,6 +116,7 @@ impl RedisLog {
             keys: Keys {
                 events: format!("{key}:events"),
                 meta: format!("{key}:meta"),
+                recovering: format!("{key}:recovering"),
                 lease: format!("{key}:lease"),
                 once: format!("{key}:once:"),
             },
@@ -160,7 +164,10 @@ impl RedisLog {
         let clients = fanout.clients();
         let floor = fanout.newest();
         let Some(once) = once else {
-            let mut publish = fcall("sse_publish", &[&self.keys.events, &self.keys.meta]);
+            let mut publish = fcall(
+                "sse_publish",
+                &[&self.keys.events, &self.keys.meta, &self.keys.recovering],
+            );
             publish
                 .arg(self.capacity)
                 .arg(floor)
@@ -172,7 +179,12 @@ impl RedisLog {
         let once_key = format!("{}{}", self.keys.once, once.key);
         let mut publish = fcall(
             "sse_publish_once",
-            &[&self.keys.events, &self.keys.meta, &once_key],
+            &[
+                &self.keys.events,
+                &self.keys.meta,
+                &self.keys.recovering,
+                &once_key,
+            ],
         );
         publish
             .arg(self.capacity)
@@ -204,7 +216,12 @@ impl RedisLog {
     ) -> Result<Option<u64>, AppendError> {
         let mut tick = fcall(
             "sse_tick",
-            &[&self.keys.events, &self.keys.meta, &self.keys.lease],
+            &[
+                &self.keys.events,
+                &self.keys.meta,
+                &self.keys.recovering,
+                &self.keys.lease,
+            ],
         );
         tick.arg(self.capacity)
             .arg(fanout.newest())
@@ -242,7 +259,10 @@ impl RedisLog {
     }
 
     fn floor_cmd(&self, floor: u64) -> Cmd {
-        let mut cmd = fcall("sse_floor", &[&self.keys.events, &self.keys.meta]);
+        let mut cmd = fcall(
+            "sse_floor",
+            &[&self.keys.events, &self.keys.meta, &self.keys.recovering],
+        );
         cmd.arg(floor).arg(self.capacity);
         cmd
     }
@@ -350,6 +370,15 @@ impl RedisLog {
                 Err(error) => return error,
             };
             self.set_connected(true);
+            if matches!(reply, Value::Nil) {
+                // Nothing new for a second: make sure the log has not lost what this instance
+                // saw without the connection dropping (a flush, a failover behind a proxy).
+                let floor = self.floor_cmd(fanout.newest().max(*last));
+                if let Err(error) = self.run::<u64>(&floor).await {
+                    return error;
+                }
+                continue;
+            }
             for event in entries_of(reply) {
                 let id = event.id().expect("log entries have ids");
                 if id <= *last {
@@ -363,6 +392,10 @@ impl RedisLog {
                 }
                 *last = id;
                 fanout.deliver(Arc::new(event));
+                // A batch (catching up after a cut) goes out one event at a time with the
+                // streams' tasks running in between, so that a client that reads is not cut
+                // off merely because this reader handed it many events at once.
+                tokio::task::yield_now().await;
             }
         }
     }
