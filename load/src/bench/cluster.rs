@@ -1,11 +1,13 @@
 //! The shared event log's cost: instances × clients on one redis-server, events published through
-//! the first instance at a fixed rate, delivered by every instance — against one process on the
-//! memory log with the same clients per process at the same rate.
+//! the first instance at a fixed rate and delivered by every instance — against the same number
+//! of processes on the memory log, each with as many clients and its own publications at the
+//! same rate, so that the machine carries the same deliveries with the same processes and only
+//! the log differs.
 //!
 //! Figures: publish-to-delivery latency on the *other* instances (the event went through Redis
 //! and their readers), server CPU per million deliveries (all instances together), and Redis's own
 //! CPU per event. Targets (docs/benchmarks/README.md): CPU per delivery within 15 % of the memory
-//! log's, and p99 no worse than twice the single process's.
+//! log's, and p99 no worse than twice the memory log's.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,6 +96,7 @@ pub struct RateFigures {
     pub rate: u64,
     pub clients_per_instance: usize,
     pub events: u64,
+    /// The memory-log processes' deliveries.
     pub single_latency: Spread,
     pub single_cpu_s_per_million: f64,
     /// On the instances that did not publish.
@@ -146,13 +149,22 @@ pub async fn run(
             events: rate * sizes.seconds,
             ..RateFigures::default()
         };
-        log(&format!("memory log: 1 × {clients} clients at {rate} ev/s"));
-        let single = Subject::start(instances[0], &[]).await?;
+        log(&format!(
+            "memory log: {} × {clients} clients at {rate} ev/s each",
+            sizes.instances
+        ));
+        let mut alone = Vec::new();
+        for binary in &instances {
+            alone.push(Subject::start(binary, &[]).await?);
+        }
+        let members: Vec<&Subject> = alone.iter().collect();
         let measured =
-            publish_and_measure(&[&single], None, sizes, clients, rate, &mut figures).await?;
-        figures.single_latency = measured.latency[0];
+            publish_and_measure(&members, None, sizes, clients, rate, &mut figures).await?;
+        figures.single_latency = Spread::of_micros(measured.all_micros);
         figures.single_cpu_s_per_million = measured.cpu_s_per_million;
-        single.stop().await;
+        for subject in alone {
+            subject.stop().await;
+        }
 
         log(&format!(
             "shared log: {} × {clients} clients at {rate} ev/s",
@@ -201,13 +213,16 @@ pub async fn run(
 struct Measured {
     /// Per member, the latency of its deliveries.
     latency: Vec<Spread>,
+    /// Every delivery's latency.
+    all_micros: Vec<u32>,
     /// Every delivery's latency on members other than the first.
     cross_micros: Vec<u32>,
     cpu_s_per_million: f64,
     redis_cpu_us_per_event: f64,
 }
 
-/// Opens the clients on every member, publishes through the first at `rate`, and measures.
+/// Opens the clients on every member and publishes at `rate`: through the first member when they
+/// share a log (`redis`), to each member when each has its own; then measures.
 async fn publish_and_measure(
     members: &[&Subject],
     redis: Option<&RedisServer>,
@@ -236,14 +251,23 @@ async fn publish_and_measure(
     let (cpu_before, redis_before) = (cpu_of(members)?, redis_cpu()?);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut first, mut last) = (None, 0);
+    let publishers: Vec<&Subject> = match redis {
+        Some(_) => vec![members[0]],
+        None => members.to_vec(),
+    };
+    // The ids each member's clients must get: the shared log's, or each process's own.
+    let mut span: Vec<(Option<u64>, u64)> = vec![(None, 0); publishers.len()];
     for _ in 0..events {
         ticker.tick().await;
-        last = members[0]
-            .publisher
-            .publish("load", &stamped_payload(sizes.payload_bytes))
-            .await?;
-        first.get_or_insert(last);
+        let sent = futures_util::future::join_all(publishers.iter().map(|p| async move {
+            let payload = stamped_payload(sizes.payload_bytes);
+            p.publisher.publish("load", &payload).await
+        }))
+        .await;
+        for ((first, last), id) in span.iter_mut().zip(sent) {
+            *last = id?;
+            first.get_or_insert(*last);
+        }
     }
     let expected = events * clients as u64;
     for (i, fleet) in fleets.iter().enumerate() {
@@ -260,10 +284,12 @@ async fn publish_and_measure(
     let deliveries = (expected * members.len() as u64) as f64;
     let cpu = (cpu_of(members)? - cpu_before).as_secs_f64();
     let redis_spent = (redis_cpu()? - redis_before).as_secs_f64();
-    let first = first.unwrap_or(1);
     let mut latency = Vec::new();
     let mut cross_micros = Vec::new();
+    let mut all_micros = Vec::new();
     for (i, fleet) in fleets.into_iter().enumerate() {
+        let (first, last) = span[i % span.len()];
+        let first = first.unwrap_or(1);
         let tallies: Vec<Tally> = fleet.finish(Leave::Reset, Duration::from_secs(30)).await;
         let wrong = tallies
             .iter()
@@ -281,10 +307,12 @@ async fn publish_and_measure(
         if i > 0 {
             cross_micros.extend_from_slice(&micros);
         }
+        all_micros.extend_from_slice(&micros);
         latency.push(Spread::of_micros(micros));
     }
     Ok(Measured {
         latency,
+        all_micros,
         cross_micros,
         cpu_s_per_million: cpu / (deliveries / 1_000_000.0),
         redis_cpu_us_per_event: redis_spent * 1e6 / events as f64,
@@ -294,7 +322,7 @@ async fn publish_and_measure(
 /// The Markdown section for docs/benchmarks/cluster.md.
 pub fn markdown(figures: &Figures) -> String {
     let mut out = format!(
-        "{} instances ({}) on one redis-server (`--appendfsync always`), {}-byte events published through the first instance for {} s at each rate; the baseline is one process of the same server on the memory log with as many clients as each instance has, at the same rate. Latency is measured on the instances that did not publish (the event went through Redis and their readers).\n\n",
+        "{} instances ({}) on one redis-server (`--appendfsync always`), {}-byte events published through the first instance for {} s at each rate; the baseline is as many processes of the same server on the memory log, each with as many clients and its own events at the same rate (the same deliveries on the same processes; only the log differs). Latency is measured on the instances that did not publish (the event went through Redis and their readers).\n\n",
         figures.sizes.instances,
         figures.frameworks.join(", "),
         figures.sizes.payload_bytes,
