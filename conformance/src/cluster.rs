@@ -493,26 +493,14 @@ async fn clock_failover(ctx: &ClusterCtx) -> Checked {
     };
     let tick_ms = ctx.tick_ms();
     let period = Duration::from_millis(tick_ms);
-    // A cluster of its own (a fresh key), so that the check knows which instance holds the
-    // clock: the first one started, alone, until it has ticked.
-    let key = marker("cluster-clock-failover");
-    let env = [("EVENT_LOG_KEY", key.as_str())];
-    let launcher = |i: usize| &launchers[i % launchers.len()];
-    let mut holder = launcher(0).start(&env).await?;
-    let holder_ctx = Ctx::connect(Target::spawned(&holder, launcher(0).clone())).await?;
-    let mut first = holder_ctx.open_stream("/events", &[]).await?;
-    let before = ticks_within(&mut first, period * 2 + Duration::from_secs(2)).await?;
-    ensure!(!before.is_empty(), "a lone instance published no tick");
-    let b = launcher(1).start(&env).await?;
-    let c = launcher(2).start(&env).await?;
-    let b_ctx = Ctx::connect(Target::spawned(&b, launcher(1).clone())).await?;
-    let c_ctx = Ctx::connect(Target::spawned(&c, launcher(2).clone())).await?;
-    let mut on_b = b_ctx.open_stream("/events", &[]).await?;
-    let mut on_c = c_ctx.open_stream("/events", &[]).await?;
+    let (mut servers, ctxs) =
+        own_clock_cluster(launchers, 3, "cluster-clock-failover", period).await?;
+    let mut on_b = ctxs[1].open_stream("/events", &[]).await?;
+    let mut on_c = ctxs[2].open_stream("/events", &[]).await?;
     let mut ticks_b = ticks_within(&mut on_b, period * 2).await?;
 
     // The holder dies: ticks resume within TICK_MS + 3 s, and K goes on.
-    signal(&holder, SIGKILL)?;
+    signal(&servers[0], SIGKILL)?;
     let killed = SystemTime::now();
     let bound = period + Duration::from_secs(3);
     let after = ticks_within(&mut on_b, bound + Duration::from_millis(500)).await?;
@@ -531,7 +519,7 @@ async fn clock_failover(ctx: &ClusterCtx) -> Checked {
         after.iter().map(|t| (t.id, t.k)).collect::<Vec<_>>()
     );
     ticks_b.extend(after);
-    let _ = holder.wait(Duration::from_secs(5)).await;
+    let _ = servers[0].wait(Duration::from_secs(5)).await;
 
     ticks_b.extend(ticks_within(&mut on_b, period * 2).await?);
     let ticks_c = ticks_within(&mut on_c, period).await?;

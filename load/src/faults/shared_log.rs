@@ -92,6 +92,24 @@ impl Watcher {
         Ok(Self { through, task })
     }
 
+    /// `count` streams on `subject`.
+    async fn open_many(subject: &Subject, count: usize) -> Result<Vec<Self>, String> {
+        let mut watchers = Vec::with_capacity(count);
+        for _ in 0..count {
+            watchers.push(Self::open(subject, &[]).await?);
+        }
+        Ok(watchers)
+    }
+
+    /// Waits until every one of `watchers` has given id `last` (30 s at most each).
+    async fn finish_all(watchers: Vec<Self>, last: u64) -> Result<Vec<Watched>, String> {
+        let mut watched = Vec::with_capacity(watchers.len());
+        for watcher in watchers {
+            watched.push(watcher.finish(last, Duration::from_secs(30)).await?);
+        }
+        Ok(watched)
+    }
+
     /// Waits (at most `timeout`) until the stream has given id `last`.
     async fn finish(self, last: u64, timeout: Duration) -> Result<Watched, String> {
         let _ = self.through.send(last);
@@ -286,10 +304,7 @@ pub mod outage {
         let publishers = ctx.scale.pick(4, 2);
         let (mut redis, subject) =
             on_redis(ctx, &[("TICK_MS", "200"), ("HEARTBEAT_MS", "500")]).await?;
-        let mut watchers = Vec::new();
-        for _ in 0..streams {
-            watchers.push(Watcher::open(&subject, &[]).await?);
-        }
+        let watchers = Watcher::open_many(&subject, streams).await?;
         let publishing = Publishing::start(&subject, publishers, "outage");
         tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -320,10 +335,7 @@ pub mod outage {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (acked, refused) = publishing.stop().await?;
         let last = marker(&subject).await?;
-        let mut watched = Vec::new();
-        for watcher in watchers {
-            watched.push(watcher.finish(last, Duration::from_secs(30)).await?);
-        }
+        let watched = Watcher::finish_all(watchers, last).await?;
         findings.figure(format!(
             "{streams} streams, {publishers} publishers: {} acknowledged, {refused} refused (503) during the outage",
             acked.len()
@@ -434,10 +446,7 @@ pub mod connection_cut {
         let cuts = ctx.scale.pick(10, 4);
         let (redis, subject) =
             on_redis(ctx, &[("TICK_MS", "100"), ("HEARTBEAT_MS", "500")]).await?;
-        let mut watchers = Vec::new();
-        for _ in 0..streams {
-            watchers.push(Watcher::open(&subject, &[]).await?);
-        }
+        let watchers = Watcher::open_many(&subject, streams).await?;
         let publishing = Publishing::start(&subject, 2, "cut");
         for _ in 0..cuts {
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -446,10 +455,7 @@ pub mod connection_cut {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (acked, refused) = publishing.stop().await?;
         let last = marker(&subject).await?;
-        let mut watched = Vec::new();
-        for watcher in watchers {
-            watched.push(watcher.finish(last, Duration::from_secs(30)).await?);
-        }
+        let watched = Watcher::finish_all(watchers, last).await?;
         findings.figure(format!(
             "{streams} streams, {cuts} cuts of every connection: {} acknowledged, {refused} refused",
             acked.len()
