@@ -70,6 +70,7 @@ impl App {
     }
 
     fn with_hub(framework: Framework, config: Config, hub: Hub) -> Self {
+        hub.metrics().info(framework.name, hub.log().backend());
         Self {
             framework,
             config: Arc::new(config),
@@ -120,25 +121,43 @@ impl App {
     ) -> Result<TriggerHead, ApiError> {
         let content_length = header("content-length")
             .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok());
-        authorize(
+        let checked = authorize(
             self.config.trigger_token.as_deref(),
             header("authorization"),
         )
         .and_then(|()| check_content_type(header("content-type")))
-        .and_then(|()| check_content_length(content_length))
-        .map_err(ApiError::closing_connection)?;
+        .and_then(|()| check_content_length(content_length));
+        if let Err(refused) = checked {
+            return self.trigger_answered(Err(refused.closing_connection()));
+        }
         Ok(TriggerHead {
             idempotency_key: header("idempotency-key").map(<[u8]>::to_vec),
         })
     }
 
     /// Validates a trigger body and its `Idempotency-Key` (400), and publishes it: 422 for a
-    /// key reused with another body, 503 when the log cannot be reached.
+    /// key reused with another body, 503 when the log cannot be reached. `body` is the body as
+    /// the framework read it, or why it could not (413, 408, 400), so that every trigger's
+    /// answer is counted here (`sse_triggers_total`).
     pub async fn publish_trigger(
         &self,
         head: TriggerHead,
-        body: &[u8],
+        body: Result<impl AsRef<[u8]>, ApiError>,
     ) -> Result<Accepted, ApiError> {
+        let published = match body {
+            Ok(body) => self.publish_body(head, body.as_ref()).await,
+            Err(error) => Err(error),
+        };
+        self.trigger_answered(published)
+    }
+
+    fn trigger_answered<T>(&self, answer: Result<T, ApiError>) -> Result<T, ApiError> {
+        let status = answer.as_ref().map_or_else(|error| error.status, |_| 202);
+        self.hub.metrics().trigger_answered(status);
+        answer
+    }
+
+    async fn publish_body(&self, head: TriggerHead, body: &[u8]) -> Result<Accepted, ApiError> {
         let trigger = parse_trigger(body)?;
         let once = idempotency(head.idempotency_key.as_deref(), body)?;
         let key = once.as_ref().map(|once| once.key.clone());
@@ -188,6 +207,14 @@ impl App {
             }
         })
         .to_string()
+    }
+
+    /// The `GET /metrics` body (served as [`crate::METRICS_CONTENT_TYPE`]): this instance's
+    /// figures, with the same `clients` and `last_id` as `/health`.
+    pub fn metrics(&self) -> String {
+        let hub = &self.hub;
+        hub.metrics()
+            .render(hub.clients(), hub.last_id(), hub.log().connected())
     }
 
     /// Starts the one clock that publishes `tick` events for the whole server (if `TICK_MS` > 0):
@@ -326,14 +353,14 @@ mod tests {
         let app = app(Cli::default());
         let mut stream = app.subscribe(None, None).await.unwrap();
         assert!(
-            app.publish_trigger(TriggerHead::default(), br#"{"event":"tick","data":1}"#)
+            app.publish_trigger(TriggerHead::default(), Ok(br#"{"event":"tick","data":1}"#))
                 .await
                 .is_err()
         );
         let accepted = app
             .publish_trigger(
                 TriggerHead::default(),
-                br#"{"event":"greeting","data":"hi"}"#,
+                Ok(br#"{"event":"greeting","data":"hi"}"#),
             )
             .await
             .unwrap();
@@ -402,18 +429,21 @@ mod tests {
             idempotency_key: Some(key.as_bytes().to_vec()),
         };
         let body = br#"{"data":"once"}"#;
-        let first = app.publish_trigger(head("k-1"), body).await.unwrap();
+        let first = app.publish_trigger(head("k-1"), Ok(body)).await.unwrap();
         let _stream = app.subscribe(None, None).await.unwrap();
         // The retry answers the first answer (clients as it was then) and publishes nothing.
-        assert_eq!(app.publish_trigger(head("k-1"), body).await.unwrap(), first);
+        assert_eq!(
+            app.publish_trigger(head("k-1"), Ok(body)).await.unwrap(),
+            first
+        );
         assert_eq!(app.hub.last_id(), first.id);
         let conflict = app
-            .publish_trigger(head("k-1"), br#"{"data":"other"}"#)
+            .publish_trigger(head("k-1"), Ok(br#"{"data":"other"}"#))
             .await
             .unwrap_err();
         assert_eq!(conflict.status, 422);
         assert_eq!(
-            app.publish_trigger(head("bad key"), body)
+            app.publish_trigger(head("bad key"), Ok(body))
                 .await
                 .unwrap_err()
                 .status,
@@ -421,15 +451,62 @@ mod tests {
         );
         // A bad body wins over a reused key (400 before 422), and publishes nothing.
         assert_eq!(
-            app.publish_trigger(head("k-1"), b"{")
+            app.publish_trigger(head("k-1"), Ok(b"{"))
                 .await
                 .unwrap_err()
                 .status,
             400
         );
         assert_eq!(
-            app.publish_trigger(head("k-2"), body).await.unwrap().id,
+            app.publish_trigger(head("k-2"), Ok(body)).await.unwrap().id,
             first.id + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn every_trigger_answer_is_counted_by_its_status() {
+        let app = app(Cli {
+            trigger_token: Some("t".into()),
+            ..Cli::default()
+        });
+        let count = |status: u16| {
+            let series = format!("sse_triggers_total{{status=\"{status}\"}} ");
+            let text = app.metrics();
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .map(|value| value.parse::<u64>().unwrap())
+                .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        };
+        let head = app.check_trigger_headers(|name| {
+            (name == "content-type").then_some(&b"application/json"[..])
+        });
+        assert_eq!(head.unwrap_err().status, 401);
+        let authorized = |name: &str| match name {
+            "authorization" => Some(&b"Bearer t"[..]),
+            "content-type" => Some(&b"application/json"[..]),
+            _ => None,
+        };
+        let head = || app.check_trigger_headers(authorized).unwrap();
+        let unread: Result<&[u8], _> = Err(ApiError::payload_too_large(crate::MAX_TRIGGER_BODY));
+        assert!(app.publish_trigger(head(), unread).await.is_err());
+        assert!(app.publish_trigger(head(), Ok(b"{")).await.is_err());
+        assert!(
+            app.publish_trigger(head(), Ok(br#"{"data":1}"#))
+                .await
+                .is_ok()
+        );
+        assert!(
+            app.publish_trigger(head(), Ok(br#"{"data":2}"#))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            [count(401), count(413), count(400), count(202), count(415)],
+            [1, 1, 1, 2, 0]
+        );
+        assert!(
+            app.metrics()
+                .contains("sse_info{framework=\"test\",log=\"memory\"} 1\n")
         );
     }
 }

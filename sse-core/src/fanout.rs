@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::encode::{EventName, encode_event};
+use crate::metrics::{Metrics, Refusal};
 
 /// An event as published: encoded once, shared by every client that receives it.
 #[derive(Debug)]
@@ -89,6 +91,7 @@ struct Shared {
     /// The newest id this process has seen (delivered, or answered to a publisher).
     newest: AtomicU64,
     stopped: CancellationToken,
+    metrics: Metrics,
 }
 
 /// One open stream as the fan-out sees it: its queue, and the last id its replay accounts for
@@ -118,6 +121,7 @@ impl FanOut {
                 }),
                 newest: AtomicU64::new(0),
                 stopped: CancellationToken::new(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -131,12 +135,16 @@ impl FanOut {
         let clients = state.subscribers.len();
         let client_buffer = self.shared.client_buffer;
         let id = event.id().unwrap_or(u64::MAX);
+        let mut delivered = 0;
         state.subscribers.retain(|subscriber, Subscriber { queue, through }| {
             if id <= through.load(Ordering::Relaxed) {
                 return true; // its replay had it
             }
             match queue.try_send(Arc::clone(&event)) {
-            Ok(()) => true,
+            Ok(()) => {
+                delivered += 1;
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Dropping the sender ends the stream once the client has taken what is
                 // queued; it resumes from the replay buffer with Last-Event-ID.
@@ -144,11 +152,14 @@ impl FanOut {
                     subscriber,
                     "client fell more than CLIENT_BUFFER={client_buffer} events behind; ending its stream"
                 );
+                self.shared.metrics.lagged();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        drop(state);
+        self.shared.metrics.delivered(delivered);
         clients
     }
 
@@ -167,10 +178,12 @@ impl FanOut {
     pub fn register(&self) -> Result<Live, SubscribeError> {
         let mut state = self.shared.lock();
         if state.shut_down {
+            self.shared.metrics.refused(Refusal::ShuttingDown);
             return Err(SubscribeError::ShuttingDown);
         }
         let max_clients = self.shared.max_clients;
         if state.subscribers.len() >= max_clients {
+            self.shared.metrics.refused(Refusal::MaxClients);
             return Err(SubscribeError::Full { max_clients });
         }
         let (queue, receiver) = mpsc::channel(self.shared.client_buffer);
@@ -187,7 +200,8 @@ impl FanOut {
         Ok(Live {
             receiver,
             through,
-            _registration: Registration {
+            opened: Instant::now(),
+            registration: Registration {
                 shared: Arc::clone(&self.shared),
                 key,
             },
@@ -197,6 +211,11 @@ impl FanOut {
     /// Open streams right now.
     pub fn clients(&self) -> usize {
         self.shared.lock().subscribers.len()
+    }
+
+    /// This process's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Ends every open stream (each after what is queued for it) without shutting down: used
@@ -246,7 +265,8 @@ impl Shared {
 pub struct Live {
     receiver: mpsc::Receiver<Arc<Event>>,
     through: Arc<AtomicU64>,
-    _registration: Registration,
+    opened: Instant,
+    registration: Registration,
 }
 
 impl Live {
@@ -256,6 +276,7 @@ impl Live {
         // From now on the fan-out does not queue what the replay has; what it queued before,
         // the stream drops as it reads.
         self.through.store(through, Ordering::Relaxed);
+        self.registration.shared.metrics.delivered(replay.len());
         Subscription {
             replay: replay.into_iter(),
             live: self,
@@ -285,6 +306,14 @@ impl Stream for Subscription {
                 other => return other,
             }
         }
+    }
+}
+
+/// A stream's lifetime is counted when it ends, however it ends.
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let metrics = &self.live.registration.shared.metrics;
+        metrics.stream_ended(self.live.opened.elapsed());
     }
 }
 

@@ -15,6 +15,7 @@ use crate::fanout::{Event, FanOut, SubscribeError, Subscription};
 use crate::log::memory::MemoryLog;
 use crate::log::redis::{RedisLog, StartError};
 use crate::log::{AppendError, Appended, EventLog, Idempotency, ReplayPlan, replay_plan};
+use crate::metrics::{Metrics, Refusal};
 
 /// The hub's size limits (from `REPLAY_CAPACITY`, `MAX_CLIENTS`, `CLIENT_BUFFER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +78,20 @@ impl Hub {
         text: String,
         once: Option<Idempotency>,
     ) -> Result<Appended, AppendError> {
-        self.log.append(&self.fanout, name, text, once).await
+        let appended = self.log.append(&self.fanout, name, text, once).await?;
+        if !appended.repeat {
+            self.metrics().published(false);
+        }
+        Ok(appended)
     }
 
     /// Publishes the next tick if this process holds the clock (`None` when another does).
     pub async fn tick(&self, at: SystemTime) -> Result<Option<u64>, AppendError> {
-        self.log.tick(&self.fanout, at).await
+        let ticked = self.log.tick(&self.fanout, at).await?;
+        if ticked.is_some() {
+            self.metrics().published(true);
+        }
+        Ok(ticked)
     }
 
     /// Opens a stream. With `last_event_id` = N, the stream first yields every held event
@@ -96,21 +105,25 @@ impl Hub {
         let Some(n) = last_event_id else {
             return Ok(live.join(Vec::new(), 0));
         };
+        let metrics = self.metrics();
         // A client up to date with this process needs nothing from the log: while the log is
         // out of reach it is served at once, without waiting for a read to time out.
         let up_to_date = n == self.fanout.newest();
-        if !self.log.connected() {
-            return match up_to_date {
-                true => Ok(live.join(Vec::new(), n)),
-                false => Err(SubscribeError::LogUnavailable),
-            };
-        }
-        let held = match self.log.held_after(n).await {
-            Ok(held) => held,
-            Err(_) if up_to_date => return Ok(live.join(Vec::new(), n)),
-            Err(_) => return Err(SubscribeError::LogUnavailable),
+        let held = match self.log.connected() {
+            true => self.log.held_after(n).await.ok(),
+            false => None,
         };
-        let replay = match replay_plan(n, held.oldest, held.newest) {
+        let Some(held) = held else {
+            if up_to_date {
+                metrics.replayed(false);
+                return Ok(live.join(Vec::new(), n));
+            }
+            metrics.refused(Refusal::Log);
+            return Err(SubscribeError::LogUnavailable);
+        };
+        let plan = replay_plan(n, held.oldest, held.newest);
+        metrics.replayed(plan == ReplayPlan::Gap);
+        let replay = match plan {
             ReplayPlan::Complete => held.events,
             ReplayPlan::Gap => {
                 let gap = serde_json::json!({ "last_event_id": n, "oldest_id": held.oldest });
@@ -125,6 +138,11 @@ impl Hub {
             }
         };
         Ok(live.join(replay, held.newest))
+    }
+
+    /// This process's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        self.fanout.metrics()
     }
 
     /// Open streams of this process right now.
@@ -272,6 +290,7 @@ mod tests {
         a_client_more_than_client_buffer_behind_is_cut_off,
         shutdown_ends_every_stream_and_refuses_new_ones,
         resume_joins_replay_and_live_exactly_under_concurrent_publishing,
+        metrics_count_what_happened,
     );
 
     async fn ids_start_at_one_and_have_no_gap(log: Log) {
@@ -287,7 +306,14 @@ mod tests {
         let hub = hub(log, 8, 10, 8).await;
         let mut a = hub.subscribe(None).await.unwrap();
         let mut b = hub.subscribe(None).await.unwrap();
-        assert_eq!(publish(&hub, "hello").await, Appended { id: 1, clients: 2 });
+        assert_eq!(
+            publish(&hub, "hello").await,
+            Appended {
+                id: 1,
+                clients: 2,
+                repeat: false
+            }
+        );
         for sub in [&mut a, &mut b] {
             assert_eq!(
                 take(sub, 1).await,
@@ -486,5 +512,71 @@ mod tests {
                 task.await.unwrap();
             }
         }
+    }
+
+    /// A series' value in the hub's `/metrics` text.
+    fn metric(hub: &Hub, series: &str) -> f64 {
+        let text = hub
+            .metrics()
+            .render(hub.clients(), hub.last_id(), hub.log().connected());
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    async fn metrics_count_what_happened(log: Log) {
+        let hub = hub(log, 4, 2, 2).await;
+        let mut plain = hub.subscribe(None).await.unwrap();
+        let mut resumed = hub.subscribe(Some(0)).await.unwrap();
+        assert!(hub.subscribe(None).await.is_err());
+        assert_eq!(
+            metric(&hub, r#"sse_streams_refused_total{reason="max_clients"}"#),
+            1.0
+        );
+        assert_eq!(metric(&hub, r#"sse_replays_total{result="complete"}"#), 1.0);
+        assert_eq!(metric(&hub, "sse_clients"), 2.0);
+
+        publish(&hub, "one").await;
+        publish(&hub, "two").await;
+        take(&mut plain, 2).await;
+        take(&mut resumed, 2).await;
+        // One count per stream that got each event, added once per event.
+        assert_eq!(
+            metric(&hub, r#"sse_events_published_total{kind="custom"}"#),
+            2.0
+        );
+        assert_eq!(metric(&hub, "sse_events_delivered_total"), 4.0);
+        assert_eq!(metric(&hub, "sse_last_id"), 2.0);
+        // Nothing is counted for a stream until it ends.
+        assert_eq!(metric(&hub, "sse_stream_duration_seconds_count"), 0.0);
+
+        drop(plain);
+        for text in ["three", "four", "five"] {
+            publish(&hub, text).await;
+        }
+        // Two queued (CLIENT_BUFFER), the third cut the stream off.
+        assert_eq!(take(&mut resumed, 2).await.len(), 2);
+        let end = tokio::time::timeout(Duration::from_secs(10), resumed.next()).await;
+        assert!(matches!(end, Ok(None)), "the lagging stream ends");
+        drop(resumed);
+        assert_eq!(metric(&hub, "sse_clients_lagged_total"), 1.0);
+        assert_eq!(metric(&hub, "sse_stream_duration_seconds_count"), 2.0);
+        assert_eq!(metric(&hub, "sse_clients"), 0.0);
+
+        // Five published, four held: resuming from 0 misses event 1.
+        let _gap = hub.subscribe(Some(0)).await.unwrap();
+        assert_eq!(metric(&hub, r#"sse_replays_total{result="gap"}"#), 1.0);
+        assert_eq!(
+            metric(&hub, r#"sse_events_published_total{kind="tick"}"#),
+            0.0
+        );
+        hub.tick(SystemTime::now()).await.unwrap();
+        assert_eq!(
+            metric(&hub, r#"sse_events_published_total{kind="tick"}"#),
+            1.0
+        );
+        assert_eq!(metric(&hub, "sse_log_connected"), 1.0);
     }
 }

@@ -24,7 +24,8 @@ use futures_util::StreamExt;
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, read_body_in_time,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_HEAD_TIMEOUT,
+    read_body_in_time,
 };
 
 const FRAMEWORK: Framework = Framework {
@@ -54,6 +55,7 @@ async fn main() -> std::io::Result<()> {
                 .service(resource("/events", "GET").get(events))
                 .service(resource("/trigger", "POST").post(trigger))
                 .service(resource("/health", "GET").get(health))
+                .service(resource("/metrics", "GET").get(metrics))
                 .default_service(web::to(not_found))
         }
     };
@@ -151,8 +153,8 @@ async fn trigger(
             .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
             .map_err(|_| ApiError::unreadable_body())
     })
-    .await?;
-    let accepted = app.publish_trigger(head, &body).await?;
+    .await;
+    let accepted = app.publish_trigger(head, body).await?;
     Ok(HttpResponse::Accepted()
         .content_type(ContentType::json())
         .body(accepted.body()))
@@ -162,6 +164,12 @@ async fn health(ThinData(app): ThinData<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(app.health().await)
+}
+
+async fn metrics(ThinData(app): ThinData<App>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(METRICS_CONTENT_TYPE)
+        .body(app.metrics())
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

@@ -2,7 +2,7 @@
 //!
 //! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http,
 //! the trigger's checks in the contract's order, JSON errors for every rejection (404, 405
-//! with `Allow`, 401, 413, 415, 400, 503), and the router served as a tower service on hyper's
+//! with `Allow`, 401, 413, 415, 400, 503), `/metrics` for Prometheus, and the router served as a tower service on hyper's
 //! own connection builder (sse-core's `serve_http1`), for a request-head timeout and a graceful
 //! shutdown that open streams cannot hold hostage.
 //!
@@ -25,7 +25,7 @@ use axum::routing::{MethodRouter, get, post};
 use futures_util::StreamExt;
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
 };
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
@@ -60,6 +60,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/health",
             with_cors(get(health), &[Method::GET, Method::HEAD], &origin),
+        )
+        .route(
+            "/metrics",
+            with_cors(get(metrics), &[Method::GET, Method::HEAD], &origin),
         )
         .fallback(not_found)
         .layer(middleware::from_fn(preflight_no_content))
@@ -142,8 +146,8 @@ async fn trigger(State(app): State<App>, request: Request) -> Result<Response, E
             } else {
                 ApiError::unreadable_body()
             }
-        })?;
-    let accepted = app.publish_trigger(head, &body).await?;
+        });
+    let accepted = app.publish_trigger(head, body).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(CONTENT_TYPE, "application/json")],
@@ -166,6 +170,10 @@ fn caused_by<E: Error + 'static>(error: &(dyn Error + 'static)) -> bool {
 
 async fn health(State(app): State<App>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], app.health().await)
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], app.metrics())
 }
 
 /// Unknown paths get no CORS layer (a preflight there is a 404 too), only the origin header.

@@ -30,8 +30,8 @@ use poem::{
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
-    read_body_in_time,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_HEAD_TIMEOUT,
+    SHUTDOWN_GRACE, read_body_in_time,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -69,6 +69,7 @@ fn routes(app: App) -> impl Endpoint {
         .at("/events", resource(get(events), "GET, HEAD"))
         .at("/trigger", resource(post(trigger), "POST"))
         .at("/health", resource(get(health), "GET, HEAD"))
+        .at("/metrics", resource(get(metrics), "GET, HEAD"))
         .around(finish)
         // poem's `Cors` sets the origin only on requests that carry `Origin`, and echoes that
         // instead of the configured value; the contract wants the configured value everywhere.
@@ -179,8 +180,8 @@ async fn trigger(
                 _ => ApiError::unreadable_body(),
             })
     })
-    .await?;
-    let accepted = app.publish_trigger(head, &body).await?;
+    .await;
+    let accepted = app.publish_trigger(head, body).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .content_type("application/json")
@@ -192,6 +193,13 @@ async fn health(Data(app): Data<&App>) -> Response {
     Response::builder()
         .content_type("application/json")
         .body(app.health().await)
+}
+
+#[handler]
+fn metrics(Data(app): Data<&App>) -> Response {
+    Response::builder()
+        .content_type(METRICS_CONTENT_TYPE)
+        .body(app.metrics())
 }
 
 /// The contract's JSON error as a poem error, so that handlers can use `?` on an [`ApiError`].

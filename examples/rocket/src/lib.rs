@@ -16,7 +16,7 @@ use std::io::Cursor;
 use rocket::data::{Data, ToByteUnit};
 use rocket::fairing::AdHoc;
 use rocket::http::uri::Origin;
-use rocket::http::{Header, HeaderMap, Method, Status};
+use rocket::http::{ContentType, Header, HeaderMap, Method, Status};
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::content::{RawHtml, RawJson};
 use rocket::response::stream::ByteStream;
@@ -25,7 +25,8 @@ use rocket::route::{self, Handler, Route};
 use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, EventStreamBody, Framework, MAX_TRIGGER_BODY, read_body_in_time,
+    EVENT_STREAM_HEADERS, EventStreamBody, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE,
+    read_body_in_time,
 };
 
 pub const FRAMEWORK: Framework = Framework {
@@ -35,11 +36,12 @@ pub const FRAMEWORK: Framework = Framework {
 };
 
 /// Every path of the contract and the methods it answers (`HEAD` is Rocket's, from `GET`).
-const PATHS: [(&str, &str); 4] = [
+const PATHS: [(&str, &str); 5] = [
     ("/", "GET, HEAD"),
     ("/events", "GET, HEAD"),
     ("/trigger", "POST"),
     ("/health", "GET, HEAD"),
+    ("/metrics", "GET, HEAD"),
 ];
 
 /// Every method Rocket knows (it answers any other with 400 before routing).
@@ -60,7 +62,7 @@ const METHODS: [Method; 9] = [
 pub fn rocket(app: App) -> Rocket<Build> {
     let origin = app.config.cors_origin.clone();
     rocket::build()
-        .mount("/", routes![demo_page, events, trigger, health])
+        .mount("/", routes![demo_page, events, trigger, health, metrics])
         .mount("/", other_methods())
         .register("/", catchers![not_found, other_error])
         .attach(AdHoc::on_response("CORS origin", move |_, response| {
@@ -101,35 +103,43 @@ async fn trigger(
     // handler reads; a body stalled within its first bytes stalls in Rocket's pre-routing peek,
     // before this runs, and is never answered (docs/faults.md).
     let body = read_body_in_time(async {
-        body.open(MAX_TRIGGER_BODY.bytes())
+        let body = body
+            .open(MAX_TRIGGER_BODY.bytes())
             .into_bytes()
             .await
-            .map_err(|_| ApiError::unreadable_body())
+            .map_err(|_| ApiError::unreadable_body())?;
+        if !body.is_complete() {
+            return Err(ApiError::payload_too_large(MAX_TRIGGER_BODY));
+        }
+        // Rocket peeks at the first bytes of every body before routing and, when the client
+        // goes away mid-body, keeps what it got as if it were all: a body shorter than declared
+        // is cut.
+        let declared = headers
+            .0
+            .get_one("content-length")
+            .and_then(|n| n.trim().parse().ok());
+        match declared.filter(|&declared: &usize| declared != body.len()) {
+            Some(declared) => Err(ApiError::bad_request(format!(
+                "the request body ended after {} bytes, before the {declared} its Content-Length declared",
+                body.len()
+            ))),
+            None => Ok(body.into_inner()),
+        }
     })
-    .await?;
-    if !body.is_complete() {
-        return Err(ApiError::payload_too_large(MAX_TRIGGER_BODY).into());
-    }
-    // Rocket peeks at the first bytes of every body before routing and, when the client goes
-    // away mid-body, keeps what it got as if it were all: a body shorter than declared is cut.
-    let declared = headers
-        .0
-        .get_one("content-length")
-        .and_then(|n| n.trim().parse().ok());
-    if let Some(declared) = declared.filter(|&declared: &usize| declared != body.len()) {
-        return Err(ApiError::bad_request(format!(
-            "the request body ended after {} bytes, before the {declared} its Content-Length declared",
-            body.len()
-        ))
-        .into());
-    }
-    let accepted = app.publish_trigger(head, &body).await?;
+    .await;
+    let accepted = app.publish_trigger(head, body).await?;
     Ok((Status::Accepted, RawJson(accepted.body())))
 }
 
 #[get("/health")]
 async fn health(app: &State<App>) -> RawJson<String> {
     RawJson(app.health().await)
+}
+
+#[get("/metrics")]
+fn metrics(app: &State<App>) -> (ContentType, String) {
+    let content_type = ContentType::parse_flexible(METRICS_CONTENT_TYPE);
+    (content_type.expect("a valid media type"), app.metrics())
 }
 
 /// Rocket routes on the method first and answers a method no route takes with 404, and it has

@@ -25,8 +25,8 @@ use salvo::sse::{SseEvent, SseKeepAlive};
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
-    SHUTDOWN_GRACE,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
+    REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
 };
 
 const FRAMEWORK: Framework = Framework {
@@ -80,6 +80,11 @@ fn service(app: App) -> Service {
         ))
         .push(resource(
             Router::with_path("health").get(health),
+            "GET",
+            &origin,
+        ))
+        .push(resource(
+            Router::with_path("metrics").get(metrics),
             "GET",
             &origin,
         ))
@@ -193,7 +198,7 @@ async fn trigger(
                 ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
             }
             _ => ApiError::unreadable_body(),
-        })?;
+        });
     let accepted = app.publish_trigger(head, body).await?;
     Ok((StatusCode::ACCEPTED, Text::Json(accepted.body())))
 }
@@ -201,6 +206,13 @@ async fn trigger(
 #[handler]
 async fn health(depot: &Depot) -> Text<String> {
     Text::Json(state(depot).health().await)
+}
+
+#[handler]
+async fn metrics(depot: &Depot, response: &mut Response) {
+    let content_type = HeaderValue::from_static(METRICS_CONTENT_TYPE);
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response.render(state(depot).metrics());
 }
 
 /// Every other path. No path's CORS ran, so the origin header is added here. (A `Catcher` could

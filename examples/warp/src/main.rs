@@ -21,7 +21,7 @@ use sse_core::hyper_server::serve_http1;
 use sse_core::server::start;
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, read_body_in_time,
+    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, read_body_in_time,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -66,7 +66,8 @@ fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> 
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(trigger);
-    let health = get_or_head().and(app).then(health);
+    let health = get_or_head().and(app.clone()).then(health);
+    let metrics = get_or_head().and(app).map(metrics);
     let not_found =
         warp::path::full().map(|path: FullPath| JsonError(ApiError::not_found(path.as_str())));
 
@@ -74,6 +75,7 @@ fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> 
         .or(resource("/events", "GET, HEAD", events))
         .or(resource("/trigger", "POST", trigger))
         .or(resource("/health", "GET, HEAD", health))
+        .or(resource("/metrics", "GET, HEAD", metrics))
         .or(not_found)
         // warp's `cors()` cannot carry the contract: it adds the origin header only when the
         // request sends `Origin`, then echoes that origin (it cannot send `*`), and it answers
@@ -157,8 +159,8 @@ async fn trigger(
     // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
     // to a chunked body, so the limit is counted here while reading; nor a timeout (408).
-    let body = read_body_in_time(read_at_most(body, MAX_TRIGGER_BODY)).await?;
-    let accepted = app.publish_trigger(head, &body).await?;
+    let body = read_body_in_time(read_at_most(body, MAX_TRIGGER_BODY)).await;
+    let accepted = app.publish_trigger(head, body).await?;
     let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
     Ok(reply.into_response())
 }
@@ -181,6 +183,10 @@ async fn read_at_most(
 
 async fn health(app: App) -> impl Reply {
     warp::reply::with_header(app.health().await, CONTENT_TYPE, "application/json")
+}
+
+fn metrics(app: App) -> impl Reply {
+    warp::reply::with_header(app.metrics(), CONTENT_TYPE, METRICS_CONTENT_TYPE)
 }
 
 /// The contract's JSON error as a warp reply.

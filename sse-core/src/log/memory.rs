@@ -58,7 +58,10 @@ impl MemoryLog {
             state.forget_expired();
             if let Some((digest, first)) = state.once.get(&once.key) {
                 return if *digest == once.digest {
-                    Ok(*first)
+                    Ok(Appended {
+                        repeat: true,
+                        ..*first
+                    })
                 } else {
                     Err(AppendError::Conflict)
                 };
@@ -112,7 +115,11 @@ impl State {
         }
         self.ring.push_back(Arc::clone(&event));
         let clients = fanout.deliver(event);
-        Appended { id, clients }
+        Appended {
+            id,
+            clients,
+            repeat: false,
+        }
     }
 
     fn forget_expired(&mut self) {

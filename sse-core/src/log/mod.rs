@@ -64,6 +64,8 @@ pub struct Appended {
     pub id: u64,
     /// Open streams of this instance at publication.
     pub clients: usize,
+    /// An `Idempotency-Key` seen before: the first answer again, nothing published.
+    pub repeat: bool,
 }
 
 /// A request's `Idempotency-Key` with a digest of its body.

@@ -174,7 +174,11 @@ impl RedisLog {
                 .arg(name.as_str())
                 .arg(text);
             let id = self.run::<u64>(&publish).await.map_err(unavailable)?;
-            return Ok(Appended { id, clients });
+            return Ok(Appended {
+                id,
+                clients,
+                repeat: false,
+            });
         };
         let once_key = format!("{}{}", self.keys.once, once.key);
         let mut publish = fcall(
@@ -200,6 +204,7 @@ impl RedisLog {
                 Ok(Appended {
                     id: number(id).ok_or_else(|| unavailable_text("bad id"))?,
                     clients: number(clients).ok_or_else(|| unavailable_text("bad count"))? as usize,
+                    repeat: text_of(outcome).as_deref() == Some("repeat"),
                 })
             }
             [outcome] if text_of(outcome).as_deref() == Some("conflict") => {
