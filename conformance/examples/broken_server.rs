@@ -44,6 +44,9 @@ struct Broken {
     app: App,
 }
 
+/// The event names of accepted triggers (the `metrics-labels` break).
+static EVENT_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// Event streams that were dropped, kept alive on purpose (the `disconnect-cleanup` break).
 static LEAKED: Mutex<Vec<BodyDataStream>> = Mutex::new(Vec::new());
 
@@ -299,6 +302,62 @@ async fn break_response(
                 .hub
                 .publish(EventName::custom("rejected").unwrap(), "oops".into(), None)
                 .await;
+        }
+        ("metrics", "/metrics") => {
+            // Broken: the open-streams gauge counts requests in flight, which for a stream ends
+            // when the handler returns its body, not when the stream ends.
+            return rewrite_body(response, |text| {
+                map_lines(&text, |line| {
+                    line.starts_with("sse_clients ")
+                        .then(|| "sse_clients 0".to_owned())
+                })
+            })
+            .await;
+        }
+        ("metrics-labels", "/trigger") if status == StatusCode::ACCEPTED => {
+            // Broken: publications are labelled by their event name (a request's text).
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let mut names = EVENT_NAMES.lock().unwrap();
+            if let Some(name) = answer["event"]
+                .as_str()
+                .filter(|n| !names.iter().any(|s| s == n))
+            {
+                names.push(name.to_owned());
+            }
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+        ("metrics-labels", "/metrics") => {
+            return rewrite_body(response, |text| {
+                map_lines(&text, |line| {
+                    line.starts_with("sse_events_published_total{kind=\"custom\"}")
+                        .then(|| {
+                            let names = EVENT_NAMES.lock().unwrap();
+                            names.iter().fold(line.to_owned(), |lines, name| {
+                                format!("{lines}\nsse_events_published_total{{kind=\"{name}\"}} 1")
+                            })
+                        })
+                })
+            })
+            .await;
+        }
+        ("metrics-counts", "/metrics") => {
+            // Broken: a stream's duration is counted when its handler returns (as a request
+            // latency is), so every open stream is counted before it ends.
+            let open = broken.app.hub.clients();
+            return rewrite_body(response, |text| {
+                map_lines(&text, |line| {
+                    let counted = line.starts_with("sse_stream_duration_seconds_bucket")
+                        || line.starts_with("sse_stream_duration_seconds_count");
+                    let (series, value) = line.rsplit_once(' ')?;
+                    let value: usize = value.parse().ok()?;
+                    counted.then(|| format!("{series} {}", value + open))
+                })
+            })
+            .await;
         }
         ("cluster-delivery", "/health") => {
             // It says it is on the shared log (it was started with one), so that the cluster
@@ -573,6 +632,13 @@ fn forge_ticks(app: App) {
             let _ = app.hub.publish(EventName::tick(), data, None).await;
         }
     });
+}
+
+/// Each line of `text`, or what `change` makes of it.
+fn map_lines(text: &str, change: impl Fn(&str) -> Option<String>) -> String {
+    text.lines()
+        .map(|line| change(line).unwrap_or_else(|| line.to_owned()) + "\n")
+        .collect()
 }
 
 async fn rewrite_body(response: Response, change: impl FnOnce(String) -> String) -> Response {

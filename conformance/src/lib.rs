@@ -4,6 +4,7 @@
 //!   letter and keeps the raw lines, so that checks can judge the wire itself;
 //! - [`wire`]: a small raw-TCP HTTP/1.1 client for the checks that must see exact bytes;
 //! - [`checks`]: one named check per rule of the contract (`CONTRACT.md`);
+//! - [`exposition`]: a strict reader of the Prometheus text format, for `GET /metrics`;
 //! - [`cluster`]: the checks for several instances on one shared event log (section 7);
 //! - [`target`]: the server under test and the requests most checks make;
 //! - [`spawn`]: starting server binaries as real processes, and stopping them by PID;
@@ -12,6 +13,7 @@
 
 pub mod checks;
 pub mod cluster;
+pub mod exposition;
 pub mod hostile;
 pub mod parser;
 pub mod proxy;

@@ -49,6 +49,7 @@ pub async fn cors_preflight(ctx: &Ctx) -> Checked {
         ("/events", "GET", "POST"),
         ("/trigger", "POST", "GET"),
         ("/health", "GET", "POST"),
+        ("/metrics", "GET", "POST"),
     ];
     for (path, method, not_allowed) in paths {
         let request = ctx
@@ -102,6 +103,10 @@ pub async fn cors_preflight(ctx: &Ctx) -> Checked {
 pub async fn cors_every_response(ctx: &Ctx) -> Checked {
     let mut answers = vec![
         ("GET /health", send(ctx.http.get(ctx.url("/health"))).await?),
+        (
+            "GET /metrics",
+            send(ctx.http.get(ctx.url("/metrics"))).await?,
+        ),
         ("GET /", send(ctx.http.get(ctx.url("/"))).await?),
         (
             "GET /no-such-path",

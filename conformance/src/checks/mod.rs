@@ -12,10 +12,11 @@ use crate::wire::{RawStream, TimedBlock};
 
 mod http;
 pub(crate) mod idempotency;
+mod metrics;
 mod payload;
 mod process;
 mod replay;
-mod stream;
+pub(crate) mod stream;
 pub(crate) mod ticks;
 mod trigger;
 
@@ -101,7 +102,7 @@ pub fn all() -> Vec<Check> {
         check!(
             "events-methods",
             "2.1",
-            "other methods on /events and /health get 405 with Allow",
+            "other methods on /events, /health and /metrics get 405 with Allow",
             stream::events_methods
         ),
         check!(
@@ -241,6 +242,24 @@ pub fn all() -> Vec<Check> {
             "5",
             "GET /health reports status, clients, last_id and config",
             http::health
+        ),
+        check!(
+            "metrics",
+            "5",
+            "GET /metrics is a valid Prometheus exposition of the contract's metrics, agreeing with /health",
+            metrics::metrics
+        ),
+        check!(
+            "metrics-labels",
+            "5",
+            "no label value of /metrics comes from a request",
+            metrics::metrics_labels
+        ),
+        check!(
+            "metrics-counts",
+            "5",
+            "/metrics counts streams, replays, triggers, ticks, refusals, lag cut-offs and stream lifetimes",
+            metrics::metrics_counts
         ),
         check!(
             "not-found",

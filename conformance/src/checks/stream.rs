@@ -79,7 +79,7 @@ pub async fn events_head(ctx: &Ctx) -> Checked {
 }
 
 pub async fn events_methods(ctx: &Ctx) -> Checked {
-    for path in ["/events", "/health"] {
+    for path in ["/events", "/health", "/metrics"] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
             let answer = send(ctx.http.request(method.clone(), ctx.url(path)).body("{}")).await?;
@@ -280,15 +280,23 @@ pub async fn disconnect_cleanup(ctx: &Ctx) -> Checked {
 
 /// A client stops reading while far more than CLIENT_BUFFER large events are published: its
 /// stream must be ended (cleanly), and resuming with Last-Event-ID must give what it missed.
-pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
-    let config = ctx.config().clone();
-    if config.client_buffer > 2048 {
-        return skip(format!(
-            "needs client_buffer ≤ 2048 (has {})",
-            config.client_buffer
-        ));
-    }
-    let base = settled_clients(ctx).await?;
+/// The largest `CLIENT_BUFFER` the checks that cut a client off will push past.
+pub const LAG_MAX_CLIENT_BUFFER: u64 = 2048;
+
+/// What a client that stopped reading got, once it was pushed past `CLIENT_BUFFER`.
+pub struct Lagged {
+    /// The ids it received before its stream ended (or 20 s passed).
+    pub ids: Vec<u64>,
+    /// How the stream ended (`None`: it did not end).
+    pub end: Option<BodyEnd>,
+    /// The id of the last event published, and how many were.
+    pub last: u64,
+    pub count: u64,
+}
+
+/// Opens a stream that stops reading and publishes `CLIENT_BUFFER` + 300 large events, enough to
+/// fill every socket and framework buffer on the way, then reads what the stream got.
+pub async fn lag_one_client(ctx: &Ctx) -> Result<Lagged, String> {
     // A small receive buffer, so that socket buffers hold as few events as possible.
     let socket = connect(ctx.target.address, Some(4096)).await?;
     let mut slow = RawStream::request(
@@ -306,18 +314,38 @@ pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
         "GET /events answered {}",
         slow.head.describe()
     );
-
-    // Beyond CLIENT_BUFFER, enough bytes to fill every socket and framework buffer on the way.
     let name = marker("lag");
     let payload = json!("x".repeat(60_000));
-    let count = config.client_buffer + 300;
+    let count = ctx.config().client_buffer + 300;
     let mut last = 0;
     for _ in 0..count {
         last = ctx.publish(Some(&name), payload.clone()).await?;
     }
-
     let (blocks, end) = slow.read_to_end(Duration::from_secs(20)).await?;
-    let ids: Vec<u64> = events(&blocks).into_iter().filter_map(id_of).collect();
+    let ids = events(&blocks).into_iter().filter_map(id_of).collect();
+    Ok(Lagged {
+        ids,
+        end,
+        last,
+        count,
+    })
+}
+
+pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
+    let config = ctx.config().clone();
+    if config.client_buffer > LAG_MAX_CLIENT_BUFFER {
+        return skip(format!(
+            "needs client_buffer ≤ {LAG_MAX_CLIENT_BUFFER} (has {})",
+            config.client_buffer
+        ));
+    }
+    let base = settled_clients(ctx).await?;
+    let Lagged {
+        ids,
+        end,
+        last,
+        count,
+    } = lag_one_client(ctx).await?;
     let received_all = ids.last().is_some_and(|&id| id >= last);
     ensure!(
         end.is_some(),
@@ -369,17 +397,29 @@ pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
     pass()
 }
 
-pub async fn max_clients(ctx: &Ctx) -> Checked {
-    let max = ctx.config().max_clients;
-    if max > 256 {
-        return skip(format!("needs max_clients ≤ 256 (has {max})"));
-    }
-    let base = settled_clients(ctx).await?;
+/// The largest `MAX_CLIENTS` the checks that fill a server up will open.
+pub const FILL_MAX_CLIENTS: u64 = 256;
+
+/// With `base` streams open, opens streams up to `MAX_CLIENTS`, then one more: the open ones,
+/// and the answer to the one more.
+pub async fn fill_up(ctx: &Ctx, base: u64) -> Result<(Vec<RawStream>, RawStream), String> {
     let mut open = Vec::new();
-    for _ in base..max {
+    for _ in base..ctx.config().max_clients {
         open.push(ctx.open_stream("/events", &[]).await?);
     }
-    let refused = RawStream::get(ctx.target.address, "/events", &[]).await?;
+    let one_more = RawStream::get(ctx.target.address, "/events", &[]).await?;
+    Ok((open, one_more))
+}
+
+pub async fn max_clients(ctx: &Ctx) -> Checked {
+    let max = ctx.config().max_clients;
+    if max > FILL_MAX_CLIENTS {
+        return skip(format!(
+            "needs max_clients ≤ {FILL_MAX_CLIENTS} (has {max})"
+        ));
+    }
+    let base = settled_clients(ctx).await?;
+    let (mut open, refused) = fill_up(ctx, base).await?;
     let head = &refused.head;
     ensure!(
         head.status == 503,
