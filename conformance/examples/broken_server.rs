@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ struct Broken {
     rule: &'static str,
     app: App,
 }
+
+/// Set when a stream is refused at MAX_CLIENTS: the next open stream to write ends instead
+/// (the `max-clients-keeps-streams` break).
+static END_ONE: AtomicBool = AtomicBool::new(false);
 
 /// The event names of accepted triggers (the `metrics-labels` break).
 static EVENT_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -215,6 +219,21 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
         "replay-header" => {
             request.headers_mut().remove("last-event-id");
         }
+        "replay-boundary" if path == "/events" => {
+            // Broken: off by one at the edge of the buffer — resuming from the oldest held less
+            // one is taken for a resume from before it, and gets a gap.
+            let resume = request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if let Some(n) = resume.filter(|&n| n > 0) {
+                let held = broken.app.hub.log().held_after(n).await;
+                if held.is_ok_and(|held| held.oldest == Some(n + 1)) {
+                    let earlier = HeaderValue::from_str(&(n - 1).to_string()).unwrap();
+                    request.headers_mut().insert("last-event-id", earlier);
+                }
+            }
+        }
         "replay-query" if path == "/events" => {
             *request.uri_mut() = "/events".parse().unwrap();
         }
@@ -297,11 +316,35 @@ async fn break_response(
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
         ("trigger-rejected-publishes-nothing", "/trigger") if status == StatusCode::BAD_REQUEST => {
+            // Broken: a trigger refused for its reserved name is published all the same (under
+            // that name, so that only its data tells it from the clock's ticks).
             let _ = broken
                 .app
                 .hub
-                .publish(EventName::custom("rejected").unwrap(), "oops".into(), None)
+                .publish(EventName::tick(), "\"refused, published\"".into(), None)
                 .await;
+        }
+        ("trigger-clients", "/trigger") if status == StatusCode::ACCEPTED => {
+            // Broken: the answer's clients is never counted.
+            return rewrite_body(response, |text| {
+                let mut answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+                answer["clients"] = 0.into();
+                answer.to_string()
+            })
+            .await;
+        }
+        ("max-clients-keeps-streams", "/events") if status == StatusCode::SERVICE_UNAVAILABLE => {
+            // Broken: making room for the refused one, an open stream is ended.
+            END_ONE.store(true, Ordering::Relaxed);
+        }
+        ("max-clients-keeps-streams", "/events") if status == StatusCode::OK => {
+            let (parts, body) = response.into_parts();
+            let stream = body.into_data_stream();
+            let ends = futures_util::stream::unfold(stream, |mut stream| async move {
+                let next = stream.next().await?;
+                (!END_ONE.swap(false, Ordering::Relaxed)).then_some((next, stream))
+            });
+            return Response::from_parts(parts, Body::from_stream(ends));
         }
         ("metrics", "/metrics") => {
             // Broken: the open-streams gauge counts requests in flight, which for a stream ends

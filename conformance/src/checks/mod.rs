@@ -214,6 +214,12 @@ pub fn all() -> Vec<Check> {
             trigger::trigger_error_order
         ),
         check!(
+            "trigger-clients",
+            "4",
+            "a 202's clients is the number of streams open",
+            trigger::trigger_clients
+        ),
+        check!(
             "idempotency",
             "4",
             "an Idempotency-Key retry publishes once; another body 422, a bad key 400",
@@ -298,6 +304,12 @@ pub fn all() -> Vec<Check> {
             replay::gap_too_old
         ),
         check!(
+            "replay-boundary",
+            "3",
+            "from the oldest held less one: no gap; one earlier: a gap",
+            replay::replay_boundary
+        ),
+        check!(
             "gap-too-new",
             "3",
             "a resume point newer than the last id gets a gap event",
@@ -332,6 +344,12 @@ pub fn all() -> Vec<Check> {
             "2.4",
             "beyond MAX_CLIENTS, /events gets 503 with Retry-After",
             stream::max_clients
+        ),
+        check!(
+            "max-clients-keeps-streams",
+            "2.4",
+            "refusing a stream at MAX_CLIENTS leaves every open one open and live",
+            stream::max_clients_keeps_streams
         ),
         check!(
             "shutdown",

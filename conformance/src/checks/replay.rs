@@ -220,6 +220,55 @@ pub async fn gap_too_old(ctx: &Ctx) -> Checked {
     pass()
 }
 
+pub async fn replay_boundary(ctx: &Ctx) -> Checked {
+    let capacity = ctx.config().replay_capacity;
+    if capacity > 5000 {
+        return skip(format!("needs replay_capacity ≤ 5000 (has {capacity})"));
+    }
+    // With the buffer full, the oldest event held is `last + 1 - capacity`, unless a tick came
+    // after `last` and moved it on: then the gap says so and the check tries again.
+    for _ in 0..5 {
+        let published = publish_some(ctx, "replay-boundary", capacity as usize + 2).await?;
+        let last = *published.last().expect("published");
+        let n = last - capacity; // the oldest held, less one
+        let received = resume(ctx, "/events", &[("Last-Event-ID", &n.to_string())], last).await?;
+        let first = received.first().ok_or("no event arrived")?;
+        if first.event_type == "gap" {
+            let (_, oldest) = gap_of(first)?;
+            ensure!(
+                oldest.is_some_and(|oldest| oldest > n + 1),
+                "resuming from {n}, every event after it held ({}…{last}), got a gap with oldest_id {oldest:?}",
+                n + 1
+            );
+            continue; // a tick moved the oldest on
+        }
+        ensure_consecutive(&ids(&received), n + 1, &format!("resuming from {n}"))?;
+        // One earlier, event n is missing: a gap, then the oldest held.
+        let earlier = n - 1;
+        let received = resume(
+            ctx,
+            "/events",
+            &[("Last-Event-ID", &earlier.to_string())],
+            last,
+        )
+        .await?;
+        let (gap_n, oldest) = gap_of(received.first().ok_or("no event arrived")?)?;
+        ensure!(
+            gap_n == Some(earlier),
+            "gap last_event_id is {gap_n:?}, expected {earlier}"
+        );
+        let oldest = oldest.ok_or("gap oldest_id is null although events are held")?;
+        ensure!(
+            oldest >= n + 1,
+            "resuming from {earlier}: gap oldest_id {oldest}, but {n} was evicted and {} held",
+            n + 1
+        );
+        ensure_consecutive(&ids(&received[1..]), oldest, "after the gap")?;
+        return pass();
+    }
+    Err("five tries in a row, a tick moved the oldest event on before the resume".into())
+}
+
 pub async fn gap_too_new(ctx: &Ctx) -> Checked {
     let published = publish_some(ctx, "gap-new", 2).await?;
     let last = published[1];

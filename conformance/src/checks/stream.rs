@@ -468,3 +468,42 @@ pub async fn max_clients(ctx: &Ctx) -> Checked {
     }
     pass()
 }
+
+pub async fn max_clients_keeps_streams(ctx: &Ctx) -> Checked {
+    let max = ctx.config().max_clients;
+    if max > FILL_MAX_CLIENTS {
+        return skip(format!(
+            "needs max_clients ≤ {FILL_MAX_CLIENTS} (has {max})"
+        ));
+    }
+    let base = settled_clients(ctx).await?;
+    let (mut open, refused) = fill_up(ctx, base).await?;
+    ensure!(
+        refused.head.status == 503,
+        "stream {} of MAX_CLIENTS {max} answered {}",
+        max + 1,
+        refused.head.describe()
+    );
+    drop(refused);
+    // Refusing one more leaves every open stream open and live.
+    let id = ctx
+        .publish(Some(&marker("still-open")), json!("after a refusal"))
+        .await?;
+    for (number, stream) in open.iter_mut().enumerate() {
+        let blocks = read_through(stream, id, Duration::from_secs(5))
+            .await
+            .map_err(|why| {
+                format!(
+                    "open stream {} of {max}, after a refusal: {why}",
+                    number + 1
+                )
+            })?;
+        drop(blocks);
+    }
+    let clients = ctx.health_now().await?.clients;
+    ensure!(
+        clients == max,
+        "/health counts {clients} clients with {max} streams open after a refusal"
+    );
+    pass()
+}
