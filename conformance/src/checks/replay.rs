@@ -259,7 +259,7 @@ pub async fn replay_boundary(ctx: &Ctx) -> Checked {
         );
         let oldest = oldest.ok_or("gap oldest_id is null although events are held")?;
         ensure!(
-            oldest >= n + 1,
+            oldest > n,
             "resuming from {earlier}: gap oldest_id {oldest}, but {n} was evicted and {} held",
             n + 1
         );
