@@ -579,4 +579,43 @@ mod tests {
         );
         assert_eq!(metric(&hub, "sse_log_connected"), 1.0);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_show_a_shared_log_out_of_reach() {
+        let mut hub = hub(Log::Redis, 8, 8, 8).await;
+        publish(&hub, "before").await;
+        let redis = hub._redis.as_mut().expect("a redis-server");
+        redis.kill();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while hub.log().connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metric(&hub, "sse_log_connected"), 0.0);
+        // A resume that needs the log is refused, and counted with its reason.
+        assert!(matches!(
+            hub.subscribe(Some(0)).await,
+            Err(SubscribeError::LogUnavailable)
+        ));
+        assert_eq!(
+            metric(&hub, r#"sse_streams_refused_total{reason="log"}"#),
+            1.0
+        );
+        assert_eq!(
+            metric(&hub, r#"sse_streams_refused_total{reason="max_clients"}"#),
+            0.0
+        );
+        // One up to date with this instance needs nothing from the log: a complete replay.
+        let _served = hub.subscribe(Some(1)).await.unwrap();
+        assert_eq!(metric(&hub, r#"sse_replays_total{result="complete"}"#), 1.0);
+        hub._redis
+            .as_mut()
+            .unwrap()
+            .restart()
+            .expect("redis-server restarts");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !hub.log().connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metric(&hub, "sse_log_connected"), 1.0);
+    }
 }

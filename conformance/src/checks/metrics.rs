@@ -390,6 +390,11 @@ pub async fn metrics_counts(ctx: &Ctx) -> Checked {
     ctx.wait_for_clients(noticed, |c| c <= base).await?;
     let closed = scrape_until(ctx, noticed, |m| moved(&published, m, ENDED) >= 3.0).await?;
     ensure_moved(&published, &closed, ENDED, 3.0, "three streams ended")?;
+    let clients = figure(&closed, CLIENTS);
+    ensure!(
+        clients == base as f64,
+        "sse_clients is {clients} after the streams closed (/health counts {base})"
+    );
     ensure_moved(
         &start,
         &closed,
