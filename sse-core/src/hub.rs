@@ -547,6 +547,14 @@ mod tests {
             metric(&hub, r#"sse_events_published_total{kind="custom"}"#),
             2.0
         );
+        // (The count is added just after the queues are handed the event, so it may trail
+        // what a stream has already read by a moment.)
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metric(&hub, "sse_events_delivered_total") < 4.0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(metric(&hub, "sse_events_delivered_total"), 4.0);
         assert_eq!(metric(&hub, "sse_last_id"), 2.0);
         // Nothing is counted for a stream until it ends.
@@ -556,7 +564,12 @@ mod tests {
         for text in ["three", "four", "five"] {
             publish(&hub, text).await;
         }
-        // Two queued (CLIENT_BUFFER), the third cut the stream off.
+        // Two queued (CLIENT_BUFFER), the third cut the stream off. (Read only once it has:
+        // the shared log delivers through its reader, which reading could make room for.)
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while hub.clients() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(take(&mut resumed, 2).await.len(), 2);
         let end = tokio::time::timeout(Duration::from_secs(10), resumed.next()).await;
         assert!(matches!(end, Ok(None)), "the lagging stream ends");

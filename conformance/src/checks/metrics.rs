@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::stream::{FILL_MAX_CLIENTS, LAG_MAX_CLIENT_BUFFER, Lagged, fill_up, lag_one_client};
+use super::stream::{LAG_MAX_CLIENT_BUFFER, Lagged, fill_up, lag_one_client, too_many_to_fill};
 use super::{Checked, ensure, id_of, marker, notice_bound, pass, read_through, settled_clients};
 use crate::exposition::{Exposition, parse};
 use crate::target::{Ctx, send};
@@ -353,7 +353,10 @@ pub async fn metrics_counts(ctx: &Ctx) -> Checked {
     }
     read_through(&mut plain, last, Duration::from_secs(10)).await?;
     read_through(&mut resumed, last, Duration::from_secs(10)).await?;
-    let published = scrape_until(ctx, noticed, |m| moved(&start, m, CUSTOM) >= 3.0).await?;
+    let published = scrape_until(ctx, noticed, |m| {
+        moved(&start, m, CUSTOM) >= 3.0 && moved(&open, m, DELIVERED) >= 6.0
+    })
+    .await?;
     ensure_moved(&start, &published, CUSTOM, 3.0, "three accepted triggers")?;
     ensure_moved(&start, &published, ACCEPTED, 3.0, "three accepted triggers")?;
     for (status, _) in &refusals {
@@ -437,10 +440,10 @@ pub async fn metrics_counts(ctx: &Ctx) -> Checked {
     }
 
     // A stream refused at MAX_CLIENTS is counted with its reason.
-    if config.max_clients <= FILL_MAX_CLIENTS {
-        let base = settled_clients(ctx).await?;
+    if too_many_to_fill(ctx).is_none() {
+        settled_clients(ctx).await?;
         let before = scrape(ctx).await?;
-        let (open, refused) = fill_up(ctx, base).await?;
+        let (open, refused) = fill_up(ctx).await?;
         ensure!(
             refused.head.status == 503,
             "stream {} of MAX_CLIENTS {} answered {}",

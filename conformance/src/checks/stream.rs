@@ -400,9 +400,20 @@ pub async fn lag_cutoff(ctx: &Ctx) -> Checked {
 /// The largest `MAX_CLIENTS` the checks that fill a server up will open.
 pub const FILL_MAX_CLIENTS: u64 = 256;
 
-/// With `base` streams open, opens streams up to `MAX_CLIENTS`, then one more: the open ones,
-/// and the answer to the one more.
-pub async fn fill_up(ctx: &Ctx, base: u64) -> Result<(Vec<RawStream>, RawStream), String> {
+/// The skip for a server with more `MAX_CLIENTS` than the checks will open.
+pub fn too_many_to_fill(ctx: &Ctx) -> Option<Checked> {
+    let max = ctx.config().max_clients;
+    (max > FILL_MAX_CLIENTS).then(|| {
+        skip(format!(
+            "needs max_clients ≤ {FILL_MAX_CLIENTS} (has {max})"
+        ))
+    })
+}
+
+/// Once earlier streams have left, opens streams up to `MAX_CLIENTS`, then one more: the open
+/// ones, and the answer to the one more.
+pub async fn fill_up(ctx: &Ctx) -> Result<(Vec<RawStream>, RawStream), String> {
+    let base = settled_clients(ctx).await?;
     let mut open = Vec::new();
     for _ in base..ctx.config().max_clients {
         open.push(ctx.open_stream("/events", &[]).await?);
@@ -412,14 +423,11 @@ pub async fn fill_up(ctx: &Ctx, base: u64) -> Result<(Vec<RawStream>, RawStream)
 }
 
 pub async fn max_clients(ctx: &Ctx) -> Checked {
-    let max = ctx.config().max_clients;
-    if max > FILL_MAX_CLIENTS {
-        return skip(format!(
-            "needs max_clients ≤ {FILL_MAX_CLIENTS} (has {max})"
-        ));
+    if let Some(skip) = too_many_to_fill(ctx) {
+        return skip;
     }
-    let base = settled_clients(ctx).await?;
-    let (mut open, refused) = fill_up(ctx, base).await?;
+    let max = ctx.config().max_clients;
+    let (mut open, refused) = fill_up(ctx).await?;
     let head = &refused.head;
     ensure!(
         head.status == 503,
@@ -470,14 +478,11 @@ pub async fn max_clients(ctx: &Ctx) -> Checked {
 }
 
 pub async fn max_clients_keeps_streams(ctx: &Ctx) -> Checked {
-    let max = ctx.config().max_clients;
-    if max > FILL_MAX_CLIENTS {
-        return skip(format!(
-            "needs max_clients ≤ {FILL_MAX_CLIENTS} (has {max})"
-        ));
+    if let Some(skip) = too_many_to_fill(ctx) {
+        return skip;
     }
-    let base = settled_clients(ctx).await?;
-    let (mut open, refused) = fill_up(ctx, base).await?;
+    let max = ctx.config().max_clients;
+    let (mut open, refused) = fill_up(ctx).await?;
     ensure!(
         refused.head.status == 503,
         "stream {} of MAX_CLIENTS {max} answered {}",
