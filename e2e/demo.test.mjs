@@ -248,7 +248,10 @@ for (const { key, pkg, port } of FRAMEWORKS) {
     const before = await waitForCard(key, (c) => c.state === 'open' && c.lastId >= 10, 'open with last id ≥ 10', 10_000);
     const gapsBefore = before.entries.filter((e) => e.gap).length;
 
-    const window = allow({ port, path: '/events', text: DOWN_TEXT });
+    // The stream fails while the server is down, and so may the card's /health poll (every 5 s)
+    // if it happens to fall in those few milliseconds.
+    const windows = ['/events', '/health'].map((path) => allow({ port, path, text: DOWN_TEXT }));
+    const window = { close: () => windows.forEach((w) => w.close()) };
     try {
       const stopAt = Date.now();
       const stopped = await server.stop();
