@@ -2,9 +2,9 @@
 //!
 //! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http,
 //! the trigger's checks in the contract's order, JSON errors for every rejection (404, 405
-//! with `Allow`, 401, 413, 415, 400, 503), `/metrics` for Prometheus, and the router served as a tower service on hyper's
-//! own connection builder (sse-core's `serve_http1`), for a request-head timeout and a graceful
-//! shutdown that open streams cannot hold hostage.
+//! with `Allow`, 401, 413, 415, 400, 503), `/metrics` for Prometheus, and the router served as
+//! a tower service on hyper's own connection builder (sse-core's `serve_http1`), for a
+//! request-head timeout and a graceful shutdown that open streams cannot hold hostage.
 //!
 //! Run it with `cargo run -p axum-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3001/events` and, in another terminal,
