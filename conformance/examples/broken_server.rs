@@ -260,6 +260,85 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
                 );
             }
         }
+        "trigger-error-order-keys" if path == "/trigger" => {
+            // Broken: the key is checked first, as the first header a middleware looks at.
+            let malformed = request.headers().get("idempotency-key").is_some_and(|key| {
+                let key = key.as_bytes();
+                key.is_empty() || key.len() > 64 || key.iter().any(|b| !(0x21..=0x7e).contains(b))
+            });
+            if malformed {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"bad Idempotency-Key"}"#,
+                );
+            }
+        }
+        "idempotency-edges"
+            if path == "/trigger" && request.headers().contains_key("idempotency-key") =>
+        {
+            // Broken: the body is compared as parsed JSON (re-serialized), not as bytes, so the
+            // same members in another order or with spaces pass for the same body.
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let bytes = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map(|value| {
+                    let mut members: Vec<(String, serde_json::Value)> = value
+                        .as_object()
+                        .map(|o| o.clone().into_iter().collect())
+                        .unwrap_or_default();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    let sorted: serde_json::Map<String, serde_json::Value> =
+                        members.into_iter().collect();
+                    Bytes::from(serde_json::Value::Object(sorted).to_string())
+                })
+                .unwrap_or(bytes);
+            request = Request::from_parts(parts, Body::from(bytes));
+        }
+        "not-found-methods"
+            if method == Method::OPTIONS && !KNOWN_PATHS.contains(&path.as_str()) =>
+        {
+            // Broken: a CORS layer over the whole router answers preflights on any path.
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+                .headers_mut()
+                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            return response;
+        }
+        "gap-too-new-boundary" if path == "/events" => {
+            // Broken: off by one — a resume point just beyond the newest id is taken for the
+            // newest itself (no gap).
+            let newest = broken.app.hub.last_id();
+            let beyond = request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                == Some(newest + 1);
+            if beyond {
+                let newest = HeaderValue::from_str(&newest.to_string()).unwrap();
+                request.headers_mut().insert("last-event-id", newest);
+            }
+        }
+        "replay-content"
+            if path == "/events" && request.headers().contains_key("last-event-id") =>
+        {
+            // Broken: replayed events lose their name (a buffer that kept only id and data).
+            let newest = broken.app.hub.last_id();
+            let response = next.run(request).await;
+            return map_frames(response, move |frame| {
+                let id: Option<u64> = frame
+                    .strip_prefix("id: ")
+                    .and_then(|rest| rest.split('\n').next()?.parse().ok());
+                if id.is_some_and(|id| id <= newest) {
+                    let (head, rest) = frame.split_once("\nevent: ")?;
+                    let (_, rest) = rest.split_once('\n')?;
+                    return Some(format!("{head}\n{rest}"));
+                }
+                Some(frame)
+            });
+        }
         "replay-race" if path == "/events" && request.headers().contains_key("last-event-id") => {
             return racy_resume(&broken.app, request).await;
         }
@@ -323,6 +402,37 @@ async fn break_response(
                 .hub
                 .publish(EventName::tick(), "\"refused, published\"".into(), None)
                 .await;
+        }
+        ("trigger-rejected-keeps-ids", "/trigger") if status.is_client_error() => {
+            // Broken: the id is taken before the request is judged, so a refusal uses one up
+            // (published under a name the streams then leave out).
+            let _ = broken
+                .app
+                .hub
+                .publish(
+                    EventName::custom("burned").unwrap(),
+                    "\"burned\"".into(),
+                    None,
+                )
+                .await;
+        }
+        ("trigger-answer", "/trigger") if status == StatusCode::ACCEPTED => {
+            // Broken: an event left unnamed is answered as `null` (an Option serialized).
+            return rewrite_body(response, |text| {
+                text.replace(r#""event":"message""#, r#""event":null"#)
+            })
+            .await;
+        }
+        ("cors-allow-headers", _) if method == Method::OPTIONS => {
+            // Broken: the preflight of version 1, before Idempotency-Key.
+            headers.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static("content-type, authorization, last-event-id"),
+            );
+        }
+        ("cors-refusals", _) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            // Broken: the body limit sits outside the CORS layer.
+            headers.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
         }
         ("trigger-clients", "/trigger") if status == StatusCode::ACCEPTED => {
             // Broken: the answer's clients is never counted.
@@ -492,6 +602,9 @@ async fn break_response(
 
 static STREAMS: AtomicU64 = AtomicU64::new(0);
 
+/// The paths the router serves (anything else is unknown).
+const KNOWN_PATHS: [&str; 5] = ["/", "/events", "/trigger", "/health", "/metrics"];
+
 /// Breaks one written frame of an event stream (the hub writes one block per frame).
 fn break_frame(rule: &str, stream_number: u64, frame: String) -> Option<String> {
     let is_event = frame.starts_with("id: ") || frame.starts_with("event: ");
@@ -531,6 +644,14 @@ fn break_frame(rule: &str, stream_number: u64, frame: String) -> Option<String> 
             Some(format!("{head}data: {}", data.replace("\ndata: ", "\n")))
         }
         "gap-too-old" | "gap-too-new" if frame.contains("event: gap\n") => None,
+        "trigger-rejected-keeps-ids" if frame.contains("event: burned\n") => None,
+        // K counted from 0.
+        "fresh-start" if frame.contains("event: tick\n") => {
+            let (head, rest) = frame.split_once("{\"tick\":")?;
+            let (k, tail) = rest.split_once(',')?;
+            let k: u64 = k.parse().ok()?;
+            Some(format!("{head}{{\"tick\":{},{tail}", k.saturating_sub(1)))
+        }
         _ => Some(frame),
     }
 }

@@ -272,6 +272,11 @@ impl RawStream {
     }
 
     /// The first bytes of the body, as text, for failure messages.
+    /// The body received so far as text (its first 4 KiB), for a short answer read to its end.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body_sample).into_owned()
+    }
+
     pub fn body_sample(&self) -> String {
         let mut text = format!("{:?}", String::from_utf8_lossy(&self.body_sample));
         if self.body_bytes > SAMPLE_CAP as u64 {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Checked, ensure, marker, pass, settled_clients};
+use super::{Checked, ensure, marker, pass, settled_clients, skip};
 use crate::target::{Answer, Ctx, Health, send};
 
 /// Fails unless `answer` is a contract error: JSON content type and `{"error": "…"}`.
@@ -39,12 +39,17 @@ fn method_list(value: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-pub async fn cors_preflight(ctx: &Ctx) -> Checked {
-    let origin = if ctx.target.origin == "*" {
+/// The origin a preflight comes from: the server's own setting, or any when it allows all.
+fn preflight_origin(ctx: &Ctx) -> &str {
+    if ctx.target.origin == "*" {
         "https://elsewhere.example"
     } else {
         ctx.target.origin.as_str()
-    };
+    }
+}
+
+pub async fn cors_preflight(ctx: &Ctx) -> Checked {
+    let origin = preflight_origin(ctx);
     let paths = [
         ("/events", "GET", "POST"),
         ("/trigger", "POST", "GET"),
@@ -144,6 +149,146 @@ pub async fn cors_every_response(ctx: &Ctx) -> Checked {
     pass()
 }
 
+/// The headers a browser asks a preflight for, per path: every one the contract lists.
+pub async fn cors_allow_headers(ctx: &Ctx) -> Checked {
+    const ALL: [&str; 4] = [
+        "content-type",
+        "authorization",
+        "last-event-id",
+        "idempotency-key",
+    ];
+    for (path, method) in [
+        ("/events", "GET"),
+        ("/trigger", "POST"),
+        ("/health", "GET"),
+        ("/metrics", "GET"),
+    ] {
+        let request = ctx
+            .http
+            .request(reqwest::Method::OPTIONS, ctx.url(path))
+            .header("origin", preflight_origin(ctx))
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", ALL.join(","));
+        let answer = send(request).await?;
+        let allowed = answer
+            .header("access-control-allow-headers")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+        let missing: Vec<&str> = ALL.into_iter().filter(|h| !allowed.contains(h)).collect();
+        ensure!(
+            answer.status == 204 && missing.is_empty(),
+            "OPTIONS {path} asking for {}: answered {} with Access-Control-Allow-Headers {allowed:?}, lacking {missing:?}",
+            ALL.join(", "),
+            answer.status
+        );
+    }
+    pass()
+}
+
+/// Refusals made before a request reaches its handler (a size limit, a type check, the
+/// client limit) carry the CORS header too, and the client limit's 503 is a JSON error.
+pub async fn cors_refusals(ctx: &Ctx) -> Checked {
+    if ctx.config().auth && ctx.target.token.is_none() {
+        return skip("needs the server's token (--token)");
+    }
+    let key = format!("key-{}", marker("cors-refusals"));
+    let first = ctx
+        .trigger_with(json!({"data": 1}).to_string(), &[("idempotency-key", &key)])
+        .await?;
+    ensure!(
+        first.status == 202,
+        "POST /trigger with a new key answered {}",
+        first.describe()
+    );
+    let big = json!({"data": "x".repeat(70_000)}).to_string();
+    let mut answers = vec![
+        (
+            "POST /trigger of 70 kB",
+            413,
+            ctx.trigger_with(big, &[]).await?,
+        ),
+        ("POST /trigger as text/plain", 415, {
+            let mut request = ctx
+                .http
+                .post(ctx.url("/trigger"))
+                .header("content-type", "text/plain")
+                .body(json!({"data": 1}).to_string());
+            if let Some(token) = &ctx.target.token {
+                request = request.bearer_auth(token);
+            }
+            send(request).await?
+        }),
+        (
+            "POST /trigger with a used key",
+            422,
+            ctx.trigger_with(json!({"data": 2}).to_string(), &[("idempotency-key", &key)])
+                .await?,
+        ),
+        (
+            "POST /trigger with a malformed key",
+            400,
+            ctx.trigger_with(
+                json!({"data": 1}).to_string(),
+                &[("idempotency-key", "a b")],
+            )
+            .await?,
+        ),
+        (
+            "GET /trigger",
+            405,
+            send(ctx.http.get(ctx.url("/trigger"))).await?,
+        ),
+        (
+            "DELETE /events",
+            405,
+            send(ctx.http.delete(ctx.url("/events"))).await?,
+        ),
+    ];
+    if super::stream::too_many_to_fill(ctx).is_none() {
+        let (open, mut refused) = super::stream::fill_up(ctx).await?;
+        let _ = refused.read_to_end(Duration::from_secs(5)).await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &refused.head.headers {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        let answer = Answer {
+            status: refused.head.status,
+            headers,
+            body: refused.body_text(),
+        };
+        drop(open);
+        // The streams just closed leave the count by their next write: wait, for the next check.
+        settled_clients(ctx).await?;
+        ensure!(
+            answer.status == 503,
+            "GET /events at MAX_CLIENTS answered {}",
+            answer.describe()
+        );
+        ensure_json_error(&answer, "GET /events at MAX_CLIENTS (503)")?;
+        answers.push(("GET /events at MAX_CLIENTS", 503, answer));
+    }
+    for (what, expected, answer) in answers {
+        ensure!(
+            answer.status == expected,
+            "{what}: answered {}",
+            answer.describe()
+        );
+        ensure!(
+            answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
+            "{what} has Access-Control-Allow-Origin {:?}, expected {:?}",
+            answer.header("access-control-allow-origin"),
+            ctx.target.origin
+        );
+    }
+    pass()
+}
+
 pub async fn health(ctx: &Ctx) -> Checked {
     let answer = send(ctx.http.get(ctx.url("/health"))).await?;
     ensure!(
@@ -214,6 +359,41 @@ pub async fn not_found(ctx: &Ctx) -> Checked {
             answer.describe()
         );
         ensure_json_error(&answer, &format!("GET {path}"))?;
+    }
+    pass()
+}
+
+/// Unknown paths are unknown to every method: no 405, and no preflight answered there.
+pub async fn not_found_methods(ctx: &Ctx) -> Checked {
+    for path in ["/no-such-path", "/events/extra", "/trigger/x"] {
+        for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+            let mut request = ctx.http.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                ctx.url(path),
+            );
+            if method == "OPTIONS" {
+                request = request
+                    .header("origin", preflight_origin(ctx))
+                    .header("access-control-request-method", "GET");
+            } else {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(json!({"data": 1}).to_string());
+            }
+            let answer = send(request).await?;
+            ensure!(
+                answer.status == 404,
+                "{method} {path} answered {} instead of 404",
+                answer.describe()
+            );
+            ensure_json_error(&answer, &format!("{method} {path}"))?;
+            ensure!(
+                answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
+                "{method} {path} (404) has Access-Control-Allow-Origin {:?}, expected {:?}",
+                answer.header("access-control-allow-origin"),
+                ctx.target.origin
+            );
+        }
     }
     pass()
 }

@@ -214,10 +214,22 @@ pub fn all() -> Vec<Check> {
             trigger::trigger_error_order
         ),
         check!(
+            "trigger-error-order-keys",
+            "4",
+            "an Idempotency-Key's 400 and 422 come after 401, 415 and 413, and a bad body's 400 before 422",
+            trigger::trigger_error_order_keys
+        ),
+        check!(
             "trigger-clients",
             "4",
             "a 202's clients is the number of streams open",
             trigger::trigger_clients
+        ),
+        check!(
+            "trigger-answer",
+            "4",
+            "a 202 is exactly {id, event, clients}, its id and event those the stream gets",
+            trigger::trigger_answer
         ),
         check!(
             "idempotency",
@@ -226,10 +238,22 @@ pub fn all() -> Vec<Check> {
             idempotency::idempotency
         ),
         check!(
+            "idempotency-edges",
+            "4",
+            "keys of 1 and 64 characters; bodies compared as bytes; a refused first request leaves the key free",
+            idempotency::idempotency_edges
+        ),
+        check!(
             "trigger-rejected-publishes-nothing",
             "4",
             "a rejected trigger publishes nothing",
             trigger::rejected_publishes_nothing
+        ),
+        check!(
+            "trigger-rejected-keeps-ids",
+            "4",
+            "a rejected trigger uses up no id: every refusal leaves the ids consecutive",
+            trigger::rejected_keeps_ids
         ),
         check!(
             "cors-preflight",
@@ -242,6 +266,18 @@ pub fn all() -> Vec<Check> {
             "5",
             "every response carries Access-Control-Allow-Origin",
             http::cors_every_response
+        ),
+        check!(
+            "cors-allow-headers",
+            "5",
+            "a preflight allows every request header of the contract, Idempotency-Key too",
+            http::cors_allow_headers
+        ),
+        check!(
+            "cors-refusals",
+            "5",
+            "413, 415, 422, 405 and the MAX_CLIENTS 503 carry the CORS header; the 503 is a JSON error",
+            http::cors_refusals
         ),
         check!(
             "health",
@@ -274,6 +310,12 @@ pub fn all() -> Vec<Check> {
             http::not_found
         ),
         check!(
+            "not-found-methods",
+            "5",
+            "unknown paths get 404 for POST, PUT, DELETE and OPTIONS too",
+            http::not_found_methods
+        ),
+        check!(
             "demo-page",
             "5",
             "GET / serves the demo page as HTML",
@@ -290,6 +332,12 @@ pub fn all() -> Vec<Check> {
             "3",
             "?lastEventId replays too; the header wins over it",
             replay::replay_query
+        ),
+        check!(
+            "replay-content",
+            "3",
+            "replayed events have the names and data live ones had; a resumed stream begins with retry",
+            replay::replay_content
         ),
         check!(
             "replay-race",
@@ -314,6 +362,12 @@ pub fn all() -> Vec<Check> {
             "3",
             "a resume point newer than the last id gets a gap event",
             replay::gap_too_new
+        ),
+        check!(
+            "gap-too-new-boundary",
+            "3",
+            "resuming from the newest id plus one, or from u64::MAX, gets a gap",
+            replay::gap_too_new_boundary
         ),
         check!(
             "garbage-last-event-id",
@@ -362,6 +416,12 @@ pub fn all() -> Vec<Check> {
             "1",
             "bad settings stop the process with one line and status 2",
             process::config_errors
+        ),
+        check!(
+            "fresh-start",
+            "2.2",
+            "a new server: last_id 0, a gap with oldest_id null, ids and K from 1, no ticks at TICK_MS=0",
+            process::fresh_start
         ),
         check!(
             "port-in-use",
@@ -468,12 +528,22 @@ pub fn is_comment_block(block: &Block) -> bool {
             .all(|line| matches!(line.kind, LineKind::Comment(_)))
 }
 
-/// A unique event name for a check, so that its events are told apart from everything else.
+/// A unique event name for a check, so that its events are told apart from everything else —
+/// also from those of an earlier run of the suite against the same server (whose keys and
+/// events it may still hold): each run of the suite has a number of its own in its names.
 pub fn marker(check: &str) -> String {
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{:x}", (now.as_micros() as u64) & 0xffff_ffff)
+    });
     format!(
-        "conformance.{check}.{}",
+        "conformance.{check}.{run}.{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Checked, ensure, pass, skip};
-use crate::spawn::Launcher;
-use crate::target::Ctx;
+use super::{Checked, ensure, events, marker, pass, read_through, skip};
+use crate::spawn::{Launcher, Server};
+use crate::target::{Ctx, Target};
 use crate::wire::{BodyEnd, RawStream};
 
 /// Streams held open through the shutdown ("thousands", well inside the open-file limit).
@@ -217,4 +217,127 @@ pub async fn log_capacity(ctx: &Ctx) -> Checked {
         "with REPLAY_CAPACITY={other} on a log made with {ours}: expected one line naming both values, got {output:?}"
     );
     pass()
+}
+
+/// A server just started, on an event log of its own: nothing published yet, ids from 1, the
+/// clock's K from 1, and `TICK_MS=0` meaning no ticks at all.
+pub async fn fresh_start(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    // On a shared log, a key of its own is a log of its own (the memory log is new anyway).
+    let key = marker("fresh-start");
+    let mut server = launcher
+        .start(&[("TICK_MS", "0"), ("EVENT_LOG_KEY", &key)])
+        .await?;
+    let silent = without_ticks(&server, launcher).await;
+    server.stop(Duration::from_secs(3)).await;
+    silent?;
+    let key = marker("fresh-start");
+    let mut server = launcher
+        .start(&[("TICK_MS", "200"), ("EVENT_LOG_KEY", &key)])
+        .await?;
+    let ticking = first_tick(&server, launcher).await;
+    server.stop(Duration::from_secs(3)).await;
+    ticking?;
+    pass()
+}
+
+/// With `TICK_MS=0`: `last_id` 0, a resume from 5 gets a gap with `oldest_id: null`, the first
+/// publication gets id 1, and no tick ever comes.
+async fn without_ticks(server: &Server, launcher: &Launcher) -> Result<(), String> {
+    let ctx = Ctx::connect(Target::spawned(server, launcher.clone())).await?;
+    let health = ctx.health_now().await?;
+    ensure!(
+        health.last_id == 0 && health.config.tick_ms == 0,
+        "just started with TICK_MS=0, /health says last_id {} and tick_ms {} (expected 0 and 0)",
+        health.last_id,
+        health.config.tick_ms
+    );
+    let mut beyond = ctx
+        .open_stream("/events", &[("Last-Event-ID", "5")])
+        .await?;
+    let (blocks, found) = beyond
+        .read_until(Duration::from_secs(5), |block| block.event.is_some())
+        .await?;
+    ensure!(
+        found,
+        "resuming from 5 on a server that has published nothing, no event came; the stream gave {}",
+        beyond.body_sample()
+    );
+    let gap = events(&blocks)[0];
+    let (last_event_id, oldest) = super::replay::gap_of(gap)
+        .map_err(|e| format!("resuming from 5 with nothing published: {e}"))?;
+    ensure!(
+        last_event_id == Some(5) && oldest.is_none(),
+        "resuming from 5 with nothing published: gap {:?} (expected {{\"last_event_id\":5,\"oldest_id\":null}})",
+        gap.data
+    );
+    let mut stream = ctx
+        .open_stream("/events", &[("Last-Event-ID", "0")])
+        .await?;
+    let name = marker("fresh-start");
+    let id = ctx.publish(Some(&name), serde_json::json!("first")).await?;
+    ensure!(
+        id == 1,
+        "the first event published got id {id} (ids start at 1)"
+    );
+    let blocks = read_through(&mut stream, 1, Duration::from_secs(5)).await?;
+    let seen: Vec<(Option<&str>, &str)> = events(&blocks)
+        .into_iter()
+        .map(|event| (event.id.as_deref(), event.event_type.as_str()))
+        .collect();
+    ensure!(
+        seen == [(Some("1"), name.as_str())],
+        "resuming from 0 before the first event, the stream got {seen:?} (expected only id 1, {name})"
+    );
+    let health = ctx.health_now().await?;
+    ensure!(
+        health.last_id == 1,
+        "after the first event, /health says last_id {}",
+        health.last_id
+    );
+    // No tick, however long one waits: three heartbeats of silence but for comments.
+    let quiet = Duration::from_millis(3 * health.config.heartbeat_ms.max(300));
+    let (blocks, found) = stream
+        .read_until(quiet, |block| block.event.is_some())
+        .await?;
+    ensure!(
+        !found,
+        "with TICK_MS=0 an event came unasked: {:?}",
+        events(&blocks).first()
+    );
+    Ok(())
+}
+
+/// With ticks: the first tick has id 1 and K 1 (read back from the buffer, whenever it came).
+async fn first_tick(server: &Server, launcher: &Launcher) -> Result<(), String> {
+    let ctx = Ctx::connect(Target::spawned(server, launcher.clone())).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ctx.health_now().await?.last_id == 0 {
+        ensure!(
+            Instant::now() < deadline,
+            "with TICK_MS=200, no event was published within 10 s of the start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stream = ctx
+        .open_stream("/events", &[("Last-Event-ID", "0")])
+        .await?;
+    let blocks = read_through(&mut stream, 1, Duration::from_secs(5)).await?;
+    let first = events(&blocks)
+        .into_iter()
+        .next()
+        .ok_or("resuming from 0, no event")?;
+    ensure!(
+        first.id.as_deref() == Some("1")
+            && first.event_type == "tick"
+            && first.data.starts_with(r#"{"tick":1,"#),
+        "the first event of a server with TICK_MS=200 is id {:?}, {:?}, data {:?} (expected id 1, a tick with K 1)",
+        first.id,
+        first.event_type,
+        first.data
+    );
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Checked, ensure, ensure_consecutive, events, id_of, marker, pass, read_through, skip};
-use crate::parser::Event;
+use crate::parser::{Event, LineKind};
 use crate::target::Ctx;
 use crate::wire::RawStream;
 
@@ -36,7 +36,7 @@ fn ids(events: &[Event]) -> Vec<u64> {
 }
 
 /// The `gap` event's data: `(last_event_id, oldest_id)`.
-fn gap_of(event: &Event) -> Result<(Option<u64>, Option<u64>), String> {
+pub(crate) fn gap_of(event: &Event) -> Result<(Option<u64>, Option<u64>), String> {
     ensure!(
         event.event_type == "gap",
         "expected a gap event first, got {:?} (data {:?})",
@@ -293,6 +293,144 @@ pub async fn gap_too_new(ctx: &Ctx) -> Checked {
             oldest,
             &format!("GET {path}: after the gap"),
         )?;
+    }
+    pass()
+}
+
+/// Resume points just beyond the newest id, and the largest there is.
+pub async fn gap_too_new_boundary(ctx: &Ctx) -> Checked {
+    // u64::MAX is a decimal u64: a resume point (beyond everything), not garbage — and one
+    // that `N + 1` overflows.
+    let last = ctx
+        .publish(Some(&marker("gap-new-edge")), json!("newest"))
+        .await?;
+    let max = u64::MAX.to_string();
+    let received = resume(ctx, "/events", &[("Last-Event-ID", &max)], last).await?;
+    let (gap_n, oldest) = gap_of(received.first().ok_or("no event arrived")?)?;
+    ensure!(
+        gap_n == Some(u64::MAX),
+        "resuming from {max}: gap last_event_id is {gap_n:?}, expected {max}"
+    );
+    let oldest = oldest.ok_or("gap oldest_id is null although events are buffered")?;
+    ensure_consecutive(
+        &ids(&received[1..]),
+        oldest,
+        &format!("resuming from {max}: after the gap"),
+    )?;
+    // The newest id plus one: nothing after it exists, so a gap. That it was beyond the newest
+    // when the stream opened is known afterwards: when the next id published is the marker
+    // that followed the opening (a tick between them makes it ambiguous, and the check tries
+    // again).
+    for _ in 0..5 {
+        let mut watcher = ctx.open_stream("/events", &[]).await?;
+        let name = marker("gap-new-edge");
+        let newest = ctx.publish(Some(&name), json!("newest")).await?;
+        let n = (newest + 1).to_string();
+        let mut resumed = ctx.open_stream("/events", &[("Last-Event-ID", &n)]).await?;
+        let after = ctx.publish(Some(&name), json!("after")).await?;
+        read_through(&mut watcher, after, Duration::from_secs(5)).await?;
+        if after != newest + 1 {
+            continue;
+        }
+        let blocks = read_through(&mut resumed, after, Duration::from_secs(5)).await?;
+        let received: Vec<Event> = events(&blocks).into_iter().cloned().collect();
+        let (gap_n, _) = gap_of(received.first().ok_or("no event arrived")?).map_err(|e| {
+            format!("resuming from {n} while the newest id was {newest} (one beyond it): {e}")
+        })?;
+        ensure!(
+            gap_n == Some(newest + 1),
+            "resuming from {n}: gap last_event_id is {gap_n:?}, expected {n}"
+        );
+        return pass();
+    }
+    Err("five tries in a row, a tick came between the resume and the next publication".into())
+}
+
+/// A replayed event is the event: the same name and data as a live client got, on every way
+/// of resuming, and a resumed stream begins with `retry:` like any other.
+pub async fn replay_content(ctx: &Ctx) -> Checked {
+    let mut live = ctx.open_stream("/events", &[]).await?;
+    let name = marker("replay-content");
+    let long: String = format!("{name}.")
+        .chars()
+        .chain(std::iter::repeat('x'))
+        .take(64)
+        .collect();
+    let payloads = [
+        (Some(name.as_str()), json!("line one\nline two")),
+        (Some(name.as_str()), json!("crlf\r\nthen cr\rend")),
+        (None, json!("")),
+        (
+            Some(long.as_str()),
+            json!({"nested": [1, "two", null], "ok": true}),
+        ),
+        (Some(name.as_str()), json!(" leading space")),
+        (Some(name.as_str()), json!(42)),
+    ];
+    let mut published = Vec::new();
+    for (event, data) in &payloads {
+        published.push(ctx.publish(*event, data.clone()).await?);
+    }
+    let (first, last) = (published[0], published[published.len() - 1]);
+    let blocks = read_through(&mut live, last, Duration::from_secs(5)).await?;
+    let expected: Vec<(u64, String, String)> = events(&blocks)
+        .into_iter()
+        .filter_map(|e| Some((id_of(e)?, e.event_type.clone(), e.data.clone())))
+        .filter(|(id, _, _)| (first..=last).contains(id))
+        .collect();
+    ensure_consecutive(
+        &expected.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        first,
+        "the live stream",
+    )?;
+    let from = (first - 1).to_string();
+    let beyond = u64::MAX.to_string();
+    let query = format!("/events?lastEventId={from}");
+    let resumes = [
+        ("/events", Some(from.as_str()), "Last-Event-ID"),
+        (query.as_str(), None, "?lastEventId"),
+        (
+            "/events",
+            Some(beyond.as_str()),
+            "a gap (Last-Event-ID beyond the newest)",
+        ),
+    ];
+    let retry = ctx.config().retry_ms.to_string();
+    for (path, header, how) in resumes {
+        let headers: Vec<(&str, &str)> = header.map(|h| ("Last-Event-ID", h)).into_iter().collect();
+        let mut stream = ctx.open_stream(path, &headers).await?;
+        let blocks = read_through(&mut stream, last, Duration::from_secs(10)).await?;
+        let only_retry = matches!(
+            blocks[0].block.lines.as_slice(),
+            [line] if matches!(&line.kind, LineKind::Field { name, value } if name == "retry" && *value == retry)
+        );
+        ensure!(
+            only_retry,
+            "resuming by {how}: the first block is not exactly `retry: {retry}`; the stream began {}",
+            stream.body_sample()
+        );
+        let replayed: Vec<(u64, String, String)> = events(&blocks)
+            .into_iter()
+            .filter_map(|e| Some((id_of(e)?, e.event_type.clone(), e.data.clone())))
+            .filter(|(id, _, _)| (first..=last).contains(id))
+            .collect();
+        for (live, again) in expected.iter().zip(&replayed) {
+            ensure!(
+                live == again,
+                "resuming by {how}: event {} replayed as {:?} with data {:?}; live it was {:?} with data {:?}",
+                live.0,
+                again.1,
+                again.2,
+                live.1,
+                live.2
+            );
+        }
+        ensure!(
+            replayed.len() == expected.len(),
+            "resuming by {how}: {} of the {} events {first}…{last} replayed",
+            replayed.len(),
+            expected.len()
+        );
     }
     pass()
 }

@@ -5,15 +5,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::http::ensure_json_error;
-use super::{Checked, ensure, events, marker, pass, read_through, settled_clients, skip};
+use super::{
+    Checked, abbreviate, ensure, ensure_consecutive, events, id_of, marker, pass, read_through,
+    settled_clients, skip,
+};
 use crate::target::{Answer, Ctx, send};
-use crate::wire::{RawStream, connect};
+use crate::wire::{RawStream, TimedBlock, connect};
 
 /// A trigger request with full control over every part.
 struct Request<'a> {
     method: &'a str,
     content_type: Option<&'a str>,
     authorization: Option<String>,
+    idempotency_key: Option<String>,
     body: Vec<u8>,
 }
 
@@ -24,7 +28,16 @@ impl<'a> Request<'a> {
             method: "POST",
             content_type: Some("application/json"),
             authorization: ctx.target.token.as_ref().map(|t| format!("Bearer {t}")),
+            idempotency_key: None,
             body: body.into(),
+        }
+    }
+
+    /// The same request with an `Idempotency-Key`.
+    fn keyed(self, key: &str) -> Self {
+        Self {
+            idempotency_key: Some(key.to_owned()),
+            ..self
         }
     }
 
@@ -55,6 +68,9 @@ impl<'a> Request<'a> {
         }
         if let Some(authorization) = &self.authorization {
             request = request.header("authorization", authorization);
+        }
+        if let Some(key) = &self.idempotency_key {
+            request = request.header("idempotency-key", key);
         }
         send(request).await
     }
@@ -203,7 +219,16 @@ pub async fn trigger_413(ctx: &Ctx) -> Checked {
     .await?;
 
     // The same without a Content-Length: a chunked body that goes over the limit while read.
-    let body = body_of_size(LIMIT + 100);
+    let status = send_chunked(ctx, &body_of_size(LIMIT + 100)).await?;
+    ensure!(
+        status == 413,
+        "a chunked body of 64 KiB + 100 without Content-Length answered {status} instead of 413"
+    );
+    pass()
+}
+
+/// `POST /trigger` with a chunked body (no `Content-Length`) over the raw client: the status.
+async fn send_chunked(ctx: &Ctx, body: &[u8]) -> Result<u16, String> {
     let mut chunked = Vec::new();
     for chunk in body.chunks(8192) {
         chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
@@ -230,12 +255,7 @@ pub async fn trigger_413(ctx: &Ctx) -> Checked {
         Duration::from_secs(5),
     )
     .await?;
-    ensure!(
-        response.head.status == 413,
-        "a chunked body of 64 KiB + 100 without Content-Length answered {} instead of 413",
-        response.head.describe()
-    );
-    pass()
+    Ok(response.head.status)
 }
 
 pub async fn trigger_415(ctx: &Ctx) -> Checked {
@@ -318,6 +338,7 @@ pub async fn trigger_error_order(ctx: &Ctx) -> Checked {
         method: "PUT",
         content_type: Some("text/plain"),
         authorization: Some("Bearer wrong-token".to_owned()),
+        idempotency_key: None,
         body: huge_invalid.clone(),
     };
     expect_status(
@@ -366,49 +387,109 @@ pub async fn trigger_error_order(ctx: &Ctx) -> Checked {
     pass()
 }
 
-pub async fn rejected_publishes_nothing(ctx: &Ctx) -> Checked {
+/// What the stream saw while every kind of refusal was sent: the events from a first accepted
+/// publication to a last one, with every refused request in between.
+struct Refusals {
+    blocks: Vec<TimedBlock>,
+    /// The accepted events' name (both ends), and the text every refused body carries.
+    name: String,
+    refused: String,
+    first: u64,
+    last: u64,
+}
+
+/// Sends one request for every way the contract refuses a trigger — each 400 cause, 401 (no
+/// token, a wrong one), 405, 413 (with and without a Content-Length), 415 (another type, none),
+/// 422 — between two accepted publications, with a stream open throughout.
+async fn refuse_everything(ctx: &Ctx) -> Result<Refusals, String> {
     let mut stream = ctx.open_stream("/events", &[]).await?;
-    // Every rejected body carries this, so that an event published from one is recognised even
+    // Every refused body carries this, so that an event published from one is recognised even
     // under a reserved name (a `tick` with the clock's own name).
     let refused = marker("refused");
+    let name = marker("around-refusals");
+    let key = format!("key-{name}");
+    let first = Request::post(ctx, json!({"event": name, "data": "first"}).to_string())
+        .keyed(&key)
+        .send(ctx)
+        .await?;
+    let first = first
+        .json()
+        .filter(|_| first.status == 202)
+        .and_then(|answer| answer["id"].as_u64())
+        .ok_or_else(|| format!("the first publication answered {}", first.describe()))?;
     let body = |event: Option<&str>| match event {
         Some(event) => json!({"event": event, "data": refused}).to_string(),
         None => json!({"data": refused}).to_string(),
     };
+    let oversized = json!({"data": format!("{refused}{}", "x".repeat(70_000))}).to_string();
     let mut rejections = vec![
-        Request::post(ctx, b"not json".to_vec()),
+        Request::post(ctx, format!("not json {refused}")),
+        Request::post(ctx, json!([refused]).to_string()),
+        Request::post(ctx, json!({"event": name, "note": refused}).to_string()),
         Request::post(ctx, body(Some("tick"))),
         Request::post(ctx, body(Some("gap"))),
         Request::post(ctx, body(Some("bad name"))),
+        Request::post(ctx, body(None)).keyed("a b"),
         Request {
             content_type: Some("text/plain"),
             ..Request::post(ctx, body(None))
         },
-        Request::post(ctx, body_of_size(70_000)),
+        Request {
+            content_type: None,
+            ..Request::post(ctx, body(None))
+        },
+        Request::post(ctx, oversized.clone()),
         Request {
             method: "PUT",
             ..Request::post(ctx, body(None))
         },
+        // The first publication's key with another body.
+        Request::post(ctx, body(Some(&name))).keyed(&key),
     ];
     if ctx.config().auth {
-        let wrong = Some("Bearer wrong-token".to_owned());
-        rejections.push(Request {
-            authorization: wrong,
-            ..Request::post(ctx, body(None))
-        });
+        for authorization in [Some("Bearer wrong-token".to_owned()), None] {
+            rejections.push(Request {
+                authorization,
+                ..Request::post(ctx, body(None))
+            });
+        }
     }
     for request in rejections {
-        let method = request.method;
+        let what = format!(
+            "{} /trigger {:?}",
+            request.method,
+            String::from_utf8_lossy(&request.body[..request.body.len().min(60)])
+        );
         let answer = request.send(ctx).await?;
         ensure!(
             answer.status >= 400,
-            "{method} /trigger meant to be rejected answered {}",
+            "{what}, meant to be refused, answered {}",
             answer.describe()
         );
     }
-    let name = marker("after-rejections");
-    let marker_id = ctx.publish(Some(&name), Value::from("marker")).await?;
-    let blocks = read_through(&mut stream, marker_id, Duration::from_secs(5)).await?;
+    let status = send_chunked(ctx, oversized.as_bytes()).await?;
+    ensure!(
+        status == 413,
+        "a chunked body of 70 kB, meant to be refused, answered {status}"
+    );
+    let last = ctx.publish(Some(&name), Value::from("last")).await?;
+    let blocks = read_through(&mut stream, last, Duration::from_secs(5)).await?;
+    Ok(Refusals {
+        blocks,
+        name,
+        refused,
+        first,
+        last,
+    })
+}
+
+pub async fn rejected_publishes_nothing(ctx: &Ctx) -> Checked {
+    let Refusals {
+        blocks,
+        name,
+        refused,
+        ..
+    } = refuse_everything(ctx).await?;
     for event in events(&blocks) {
         let clock_tick = event.event_type == "tick" && event.data.starts_with(r#"{"tick":"#);
         ensure!(
@@ -419,6 +500,167 @@ pub async fn rejected_publishes_nothing(ctx: &Ctx) -> Checked {
             event.data
         );
     }
+    pass()
+}
+
+pub async fn rejected_keeps_ids(ctx: &Ctx) -> Checked {
+    let Refusals {
+        blocks,
+        first,
+        last,
+        ..
+    } = refuse_everything(ctx).await?;
+    // The stream was open before the first publication, so it has every id from there on.
+    let ids: Vec<u64> = events(&blocks)
+        .into_iter()
+        .filter_map(id_of)
+        .filter(|id| (first..=last).contains(id))
+        .collect();
+    ensure_consecutive(
+        &ids,
+        first,
+        "between two publications with every kind of refused trigger in between",
+    )?;
+    ensure!(
+        ids.last() == Some(&last),
+        "the ids from {first} to {last} did not all arrive: {}",
+        abbreviate(&ids)
+    );
+    pass()
+}
+
+pub async fn trigger_answer(ctx: &Ctx) -> Checked {
+    let mut stream = ctx.open_stream("/events", &[]).await?;
+    let long = format!("{}.", marker("answer"))
+        .chars()
+        .chain(std::iter::repeat('x'))
+        .take(64)
+        .collect::<String>();
+    let mut answers = Vec::new();
+    for event in [None, Some(long.as_str())] {
+        let body = match event {
+            Some(event) => json!({"event": event, "data": "answered"}),
+            None => json!({"data": "answered"}),
+        };
+        let answer = ctx.trigger(&body).await?;
+        ensure!(
+            answer.status == 202,
+            "POST /trigger {body} answered {}",
+            answer.describe()
+        );
+        let json = answer
+            .json()
+            .and_then(|value| value.as_object().cloned())
+            .ok_or_else(|| format!("202 whose body is not a JSON object: {}", answer.describe()))?;
+        let mut keys: Vec<&str> = json.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        ensure!(
+            keys == ["clients", "event", "id"],
+            "a 202's body has the members {keys:?} (expected exactly id, event, clients): {}",
+            answer.body
+        );
+        let name = event.unwrap_or("message");
+        ensure!(
+            json["event"] == name,
+            "POST /trigger {body}: the 202 says event {} (expected {name:?})",
+            json["event"]
+        );
+        let id = json["id"]
+            .as_u64()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("a 202's id is not a positive integer: {}", answer.body))?;
+        ensure!(
+            json["clients"].is_u64(),
+            "a 202's clients is not an integer: {}",
+            answer.body
+        );
+        answers.push((id, name.to_owned()));
+    }
+    let last = answers[answers.len() - 1].0;
+    let blocks = read_through(&mut stream, last, Duration::from_secs(5)).await?;
+    let received = events(&blocks);
+    for (id, name) in answers {
+        let event = received
+            .iter()
+            .find(|event| id_of(event) == Some(id))
+            .ok_or_else(|| format!("the 202 said id {id}, and no event with that id arrived"))?;
+        ensure!(
+            event.event_type == name && event.data == "answered",
+            "the 202 said id {id} for an event {name:?}; the stream's id {id} is {:?} with data {:?}",
+            event.event_type,
+            event.data
+        );
+    }
+    pass()
+}
+
+pub async fn trigger_error_order_keys(ctx: &Ctx) -> Checked {
+    if ctx.config().auth && ctx.target.token.is_none() {
+        return skip("needs the server's token (--token)");
+    }
+    let huge_invalid = {
+        let mut body = b"{not json".to_vec();
+        body.resize(70_000, b' ');
+        body
+    };
+    let valid = json!({"data": "ordered"}).to_string();
+    let mut cases = Vec::new();
+    if ctx.config().auth {
+        cases.push((
+            Request {
+                authorization: Some("Bearer wrong-token".to_owned()),
+                ..Request::post(ctx, valid.clone()).keyed("a b")
+            },
+            401,
+            "a malformed Idempotency-Key and a wrong token",
+        ));
+    }
+    cases.push((
+        Request {
+            content_type: Some("text/plain"),
+            ..Request::post(ctx, valid.clone()).keyed("a b")
+        },
+        415,
+        "a malformed Idempotency-Key and text/plain",
+    ));
+    cases.push((
+        Request::post(ctx, huge_invalid.clone()).keyed("a b"),
+        413,
+        "a malformed Idempotency-Key and 70 kB",
+    ));
+    for (request, status, what) in cases {
+        expect_status(ctx, request, status, what).await?;
+    }
+    // A key in use: a body that is not valid is a 400 (or 413) before it is another body.
+    let key = format!("key-{}", marker("order"));
+    expect_status(
+        ctx,
+        Request::post(ctx, valid).keyed(&key),
+        202,
+        "the first request with a new key",
+    )
+    .await?;
+    expect_status(
+        ctx,
+        Request::post(ctx, b"{not json".to_vec()).keyed(&key),
+        400,
+        "a used Idempotency-Key with a body that is not JSON",
+    )
+    .await?;
+    expect_status(
+        ctx,
+        Request::post(ctx, json!({"event": "bad name", "data": 1}).to_string()).keyed(&key),
+        400,
+        "a used Idempotency-Key with a bad event name",
+    )
+    .await?;
+    expect_status(
+        ctx,
+        Request::post(ctx, huge_invalid).keyed(&key),
+        413,
+        "a used Idempotency-Key with 70 kB",
+    )
+    .await?;
     pass()
 }
 
