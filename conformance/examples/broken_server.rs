@@ -66,6 +66,7 @@ async fn main() {
     } = match rule {
         // These break start-up itself, so they take a path of their own.
         "config-errors"
+        | "config-edges"
         | "port-in-use"
         | "log-unreachable"
         | "log-capacity"
@@ -118,6 +119,11 @@ async fn main() {
 
 /// Start-up with its own rule broken.
 async fn broken_start(rule: &str) -> Started {
+    if rule == "config-edges" && std::env::var("TICK_MS").is_ok_and(|v| v == "86400000") {
+        // Broken: the range's upper end is left out (`0..86400000`).
+        eprintln!("TICK_MS=86400000: expected 0 … 86399999");
+        std::process::exit(2);
+    }
     let config = if rule == "config-errors" {
         // Broken: bad settings are silently replaced by the defaults.
         Config::from_cli(<Cli as clap::Parser>::parse(), FRAMEWORK).unwrap_or_else(|_| {

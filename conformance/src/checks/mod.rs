@@ -418,6 +418,12 @@ pub fn all() -> Vec<Check> {
             process::config_errors
         ),
         check!(
+            "config-edges",
+            "1",
+            "each range's ends are accepted and reported; empty settings are the defaults",
+            process::config_edges
+        ),
+        check!(
             "fresh-start",
             "2.2",
             "a new server: last_id 0, a gap with oldest_id null, ids and K from 1, no ticks at TICK_MS=0",

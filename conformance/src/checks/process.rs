@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Checked, ensure, events, marker, pass, read_through, skip};
 use crate::spawn::{Launcher, Server};
-use crate::target::{Ctx, Target};
+use crate::target::{Ctx, ServerConfig, Target};
 use crate::wire::{BodyEnd, RawStream};
 
 /// Streams held open through the shutdown ("thousands", well inside the open-file limit).
@@ -91,11 +91,23 @@ pub async fn config_errors(ctx: &Ctx) -> Checked {
         ("REPLAY_CAPACITY", "0"),
         ("MAX_CLIENTS", "1000001"),
         ("CLIENT_BUFFER", "1.5"),
+        // One past each end of each range.
+        ("HEARTBEAT_MS", "86400001"),
+        ("RETRY_MS", "86400001"),
+        ("REPLAY_CAPACITY", "1000001"),
+        ("MAX_CLIENTS", "0"),
+        ("CLIENT_BUFFER", "0"),
+        ("CLIENT_BUFFER", "1000001"),
+        ("TICK_MS", "18446744073709551616"),
         ("PORT", "70000"),
         ("HOST", "not-an-address"),
         ("EVENT_LOG", "redis://"),
         ("EVENT_LOG", "memcached://127.0.0.1:11211"),
         ("EVENT_LOG_KEY", "no spaces"),
+        (
+            "EVENT_LOG_KEY",
+            "k23456789012345678901234567890123456789012345678901234567890123456",
+        ),
     ];
     for (variable, value) in bad {
         let (status, output) = launcher
@@ -338,6 +350,128 @@ async fn first_tick(server: &Server, launcher: &Launcher) -> Result<(), String> 
         first.id,
         first.event_type,
         first.data
+    );
+    Ok(())
+}
+
+/// Every range at both of its ends is accepted and reported as set; every setting left empty
+/// is its default; an empty `TRIGGER_TOKEN` asks for no token.
+pub async fn config_edges(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let low = ServerConfig {
+        tick_ms: 0,
+        heartbeat_ms: 1,
+        retry_ms: 0,
+        replay_capacity: 1,
+        max_clients: 1,
+        client_buffer: 1,
+        auth: true,
+    };
+    let high = ServerConfig {
+        tick_ms: 86_400_000,
+        heartbeat_ms: 86_400_000,
+        retry_ms: 86_400_000,
+        replay_capacity: 1_000_000,
+        max_clients: 1_000_000,
+        client_buffer: 1_000_000,
+        auth: true,
+    };
+    let defaults = ServerConfig {
+        tick_ms: 1000,
+        heartbeat_ms: 15_000,
+        retry_ms: 3000,
+        replay_capacity: 1024,
+        max_clients: 10_000,
+        client_buffer: 256,
+        auth: false,
+    };
+    for (what, config) in [("the lowest", &low), ("the highest", &high)] {
+        let values = [
+            ("TICK_MS", config.tick_ms),
+            ("HEARTBEAT_MS", config.heartbeat_ms),
+            ("RETRY_MS", config.retry_ms),
+            ("REPLAY_CAPACITY", config.replay_capacity),
+            ("MAX_CLIENTS", config.max_clients),
+            ("CLIENT_BUFFER", config.client_buffer),
+        ]
+        .map(|(name, value)| (name, value.to_string()));
+        // A log of its own, made with this REPLAY_CAPACITY.
+        let key = marker("config-edges");
+        let mut env: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        env.push(("EVENT_LOG_KEY", &key));
+        let reported = reported_config(launcher, &env).await;
+        let reported = reported.map_err(|e| format!("with {what} values {env:?}: {e}"))?;
+        ensure!(
+            reported == *config,
+            "with {what} values {env:?}, /health reports {reported:?}"
+        );
+    }
+    let empty: Vec<(&str, &str)> = [
+        "TICK_MS",
+        "HEARTBEAT_MS",
+        "RETRY_MS",
+        "REPLAY_CAPACITY",
+        "MAX_CLIENTS",
+        "CLIENT_BUFFER",
+        "TRIGGER_TOKEN",
+        "CORS_ORIGIN",
+    ]
+    .into_iter()
+    .map(|name| (name, ""))
+    .collect();
+    let key = marker("config-edges");
+    let mut env = empty.clone();
+    env.push(("EVENT_LOG_KEY", &key));
+    let mut server = launcher.start(&env).await?;
+    let checked = defaults_in_use(&server, launcher, &defaults).await;
+    server.stop(Duration::from_secs(3)).await;
+    checked.map_err(|e| format!("with every setting empty: {e}"))?;
+    pass()
+}
+
+/// Starts a server with these settings and reads back what `/health` says they are.
+async fn reported_config(
+    launcher: &Launcher,
+    env: &[(&str, &str)],
+) -> Result<ServerConfig, String> {
+    let mut server = launcher.start(env).await?;
+    let health = Ctx::connect(Target::spawned(&server, launcher.clone()))
+        .await
+        .map(|ctx| ctx.health.config.clone());
+    server.stop(Duration::from_secs(3)).await;
+    health
+}
+
+async fn defaults_in_use(
+    server: &Server,
+    launcher: &Launcher,
+    defaults: &ServerConfig,
+) -> Result<(), String> {
+    let mut target = Target::spawned(server, launcher.clone());
+    target.token = None;
+    target.origin = "*".to_owned();
+    let ctx = Ctx::connect(target).await?;
+    ensure!(
+        ctx.health.config == *defaults,
+        "/health reports {:?} (expected the defaults {defaults:?})",
+        ctx.health.config
+    );
+    // No token asked for, and every origin allowed.
+    let answer = ctx
+        .trigger(&serde_json::json!({"data": "no token"}))
+        .await?;
+    ensure!(
+        answer.status == 202,
+        "a trigger without a token answered {}",
+        answer.describe()
+    );
+    ensure!(
+        answer.header("access-control-allow-origin") == Some("*"),
+        "Access-Control-Allow-Origin is {:?} (expected the default *)",
+        answer.header("access-control-allow-origin")
     );
     Ok(())
 }
