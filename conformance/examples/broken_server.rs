@@ -48,6 +48,9 @@ struct Broken {
 /// (the `max-clients-keeps-streams` break).
 static END_ONE: AtomicBool = AtomicBool::new(false);
 
+/// Streams opened with a Last-Event-ID that is no number (the `metrics-refusals` break).
+static GARBAGE_RESUMES: AtomicU64 = AtomicU64::new(0);
+
 /// The event names of accepted triggers (the `metrics-labels` break).
 static EVENT_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -345,6 +348,16 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
                 Some(frame)
             });
         }
+        "metrics-refusals" if path == "/events" => {
+            // Broken (with /metrics below): any Last-Event-ID counts as a resume.
+            let garbage = request
+                .headers()
+                .get("last-event-id")
+                .is_some_and(|v| v.to_str().map_or(true, |s| s.parse::<u64>().is_err()));
+            if garbage {
+                GARBAGE_RESUMES.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         "replay-race" if path == "/events" && request.headers().contains_key("last-event-id") => {
             return racy_resume(&broken.app, request).await;
         }
@@ -499,6 +512,20 @@ async fn break_response(
                                 format!("{lines}\nsse_events_published_total{{kind=\"{name}\"}} 1")
                             })
                         })
+                })
+            })
+            .await;
+        }
+        ("metrics-refusals", "/metrics") => {
+            let garbage = GARBAGE_RESUMES.load(Ordering::Relaxed);
+            return rewrite_body(response, |text| {
+                map_lines(&text, |line| {
+                    let value = line.strip_prefix("sse_replays_total{result=\"complete\"} ")?;
+                    let value: u64 = value.parse().ok()?;
+                    Some(format!(
+                        "sse_replays_total{{result=\"complete\"}} {}",
+                        value + garbage
+                    ))
                 })
             })
             .await;

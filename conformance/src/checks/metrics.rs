@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::stream::{LAG_MAX_CLIENT_BUFFER, Lagged, fill_up, lag_one_client, too_many_to_fill};
-use super::{Checked, ensure, id_of, marker, notice_bound, pass, read_through, settled_clients};
+use super::{
+    Checked, ensure, id_of, marker, notice_bound, pass, read_through, settled_clients, skip,
+};
 use crate::exposition::{Exposition, parse};
 use crate::target::{Ctx, send};
 use crate::wire::RawStream;
@@ -475,5 +477,105 @@ pub async fn metrics_counts(ctx: &Ctx) -> Checked {
         let after = scrape_until(ctx, noticed, |m| moved(&before, m, LAGGED) >= 1.0).await?;
         ensure_moved(&before, &after, LAGGED, 1.0, "one client cut off for lag")?;
     }
+    pass()
+}
+
+/// The rest of what `/metrics` counts and does not: an idempotent retry is an answer but no
+/// publication, 413 and 422 are answers by their status, another method on `/trigger` is no
+/// trigger, and a `Last-Event-ID` that is not a number is no resume.
+pub async fn metrics_refusals(ctx: &Ctx) -> Checked {
+    if ctx.config().auth && ctx.target.token.is_none() {
+        return skip("needs the server's token (--token)");
+    }
+    let answers = |e: &Exposition| e.sum("sse_triggers_total", &[]).unwrap_or(0.0);
+    let resumes = |e: &Exposition| e.sum("sse_replays_total", &[]).unwrap_or(0.0);
+    let key = format!("key-{}", marker("metrics-refusals"));
+    let body = json!({"event": marker("metrics-refusals"), "data": 1}).to_string();
+
+    let before = scrape(ctx).await?;
+    let first = ctx
+        .trigger_with(body.clone(), &[("idempotency-key", &key)])
+        .await?;
+    ensure!(
+        first.status == 202,
+        "a keyed trigger answered {}",
+        first.describe()
+    );
+    let after_first = scrape(ctx).await?;
+    ensure_moved(&before, &after_first, CUSTOM, 1.0, "a keyed trigger")?;
+    let retry = ctx
+        .trigger_with(body.clone(), &[("idempotency-key", &key)])
+        .await?;
+    ensure!(
+        retry.status == 202,
+        "its retry answered {}",
+        retry.describe()
+    );
+    let after_retry = scrape(ctx).await?;
+    ensure_moved(
+        &after_first,
+        &after_retry,
+        CUSTOM,
+        0.0,
+        "an idempotent retry (an answer, no publication)",
+    )?;
+    ensure_moved(
+        &after_first,
+        &after_retry,
+        ACCEPTED,
+        1.0,
+        "an idempotent retry answered 202",
+    )?;
+
+    let conflict = ctx
+        .trigger_with(json!({"data": 2}).to_string(), &[("idempotency-key", &key)])
+        .await?;
+    let too_big = ctx
+        .trigger_with(json!({"data": "x".repeat(70_000)}).to_string(), &[])
+        .await?;
+    ensure!(
+        conflict.status == 422 && too_big.status == 413,
+        "a reused key answered {} and 70 kB answered {} (expected 422 and 413)",
+        conflict.describe(),
+        too_big.describe()
+    );
+    let after_refusals = scrape(ctx).await?;
+    for status in ["422", "413"] {
+        ensure_moved(
+            &after_retry,
+            &after_refusals,
+            ("sse_triggers_total", &[("status", status)]),
+            1.0,
+            &format!("one trigger answered {status}"),
+        )?;
+    }
+    ensure_moved(&after_retry, &after_refusals, CUSTOM, 0.0, "two refusals")?;
+
+    // Not a trigger, and not a resume.
+    let not_post = send(ctx.http.get(ctx.url("/trigger"))).await?;
+    ensure!(
+        not_post.status == 405,
+        "GET /trigger answered {}",
+        not_post.describe()
+    );
+    for garbage in ["abc", "-1", "18446744073709551616"] {
+        let mut stream = ctx
+            .open_stream("/events", &[("Last-Event-ID", garbage)])
+            .await?;
+        stream.read_until(Duration::from_secs(5), |_| true).await?;
+    }
+    let after_others = scrape(ctx).await?;
+    let (counted, resumed) = (
+        answers(&after_others) - answers(&after_refusals),
+        resumes(&after_others) - resumes(&after_refusals),
+    );
+    ensure!(
+        counted == 0.0,
+        "GET /trigger (405, no trigger) moved sse_triggers_total by {counted}"
+    );
+    ensure!(
+        resumed == 0.0,
+        "three streams whose Last-Event-ID is no number (no resume) moved sse_replays_total by {resumed}"
+    );
     pass()
 }

@@ -304,6 +304,12 @@ pub fn all() -> Vec<Check> {
             metrics::metrics_counts
         ),
         check!(
+            "metrics-refusals",
+            "5",
+            "/metrics: a retry is an answer but no publication, 413 and 422 counted, a 405 and a garbage Last-Event-ID not",
+            metrics::metrics_refusals
+        ),
+        check!(
             "not-found",
             "5",
             "unknown paths get 404 with a JSON error",
