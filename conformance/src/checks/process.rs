@@ -379,6 +379,8 @@ pub async fn config_edges(ctx: &Ctx) -> Checked {
         client_buffer: 1_000_000,
         auth: true,
     };
+    // The contract's defaults (section 1), written out: the suite checks any server against
+    // the contract, never against sse-core's own code.
     let defaults = ServerConfig {
         tick_ms: 1000,
         heartbeat_ms: 15_000,
