@@ -377,7 +377,7 @@ mod tests {
             r#"{"id":1,"event":"greeting","clients":1}"#
         );
         assert_eq!(
-            stream.next().await.unwrap().wire(),
+            within!(stream.next()).unwrap().wire(),
             "id: 1\nevent: greeting\ndata: hi\n\n"
         );
     }
@@ -404,7 +404,7 @@ mod tests {
         let mut stream = app.subscribe(None, None).await.unwrap();
         app.start_ticker();
         for k in 1..=3u64 {
-            let event = stream.next().await.unwrap();
+            let event = within!(stream.next()).unwrap();
             assert_eq!((event.id(), event.name()), (Some(k), "tick"));
             assert!(
                 event
@@ -413,7 +413,12 @@ mod tests {
             );
         }
         app.shutdown();
-        while stream.next().await.is_some() {}
+        // The stream ends (after what was queued before), however long the clock runs.
+        let mut after = 0;
+        while within!(stream.next()).is_some() {
+            after += 1;
+            assert!(after < 100, "the stream goes on after shutdown");
+        }
         assert!(
             app.hub
                 .publish(crate::EventName::message(), "x".into(), None)

@@ -412,7 +412,7 @@ mod tests {
             ids(&take(&mut slow, 4).await),
             vec![Some(1), Some(2), Some(3), Some(4)]
         );
-        assert_eq!(slow.next().await.map(|e| e.id()), None);
+        assert_eq!(within!(slow.next()).map(|e| e.id()), None);
         // Four behind is still allowed.
         let mut edge = hub.subscribe(None).await.unwrap();
         for round in 7..=10u64 {
@@ -432,8 +432,8 @@ mod tests {
         take(&mut watcher, 1).await;
         hub.shutdown();
         hub.stopped().await;
-        assert_eq!(sub.next().await.map(|e| e.id()), Some(Some(1)));
-        assert!(sub.next().await.is_none());
+        assert_eq!(within!(sub.next()).map(|e| e.id()), Some(Some(1)));
+        assert!(within!(sub.next()).is_none());
         assert_eq!(
             hub.subscribe(None).await.err(),
             Some(SubscribeError::ShuttingDown)

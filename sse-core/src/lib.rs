@@ -16,6 +16,17 @@
 //!
 //! The contract itself is `CONTRACT.md` at the workspace root.
 
+/// Awaits a future in a test for at most a minute of the test's clock: a hang fails the test
+/// instead of running forever (as a mutant that breaks shutdown would make it).
+#[cfg(test)]
+macro_rules! within {
+    ($future:expr) => {
+        tokio::time::timeout(std::time::Duration::from_secs(60), $future)
+            .await
+            .expect("nothing came within 60 s")
+    };
+}
+
 pub mod app;
 pub mod config;
 pub mod encode;

@@ -89,14 +89,14 @@ mod tests {
             .unwrap();
         let subscription = hub.subscribe(Some(0)).await.unwrap();
         let mut body = EventStreamBody::new(subscription, 2500, Duration::from_secs(15));
-        assert_eq!(body.next().await.unwrap(), "retry: 2500\n\n");
+        assert_eq!(within!(body.next()).unwrap(), "retry: 2500\n\n");
         assert_eq!(
-            body.next().await.unwrap(),
+            within!(body.next()).unwrap(),
             "id: 1\nevent: message\ndata: old\n\n"
         );
 
         let started = Instant::now();
-        assert_eq!(body.next().await.unwrap(), ":\n\n");
+        assert_eq!(within!(body.next()).unwrap(), ":\n\n");
         assert_eq!(started.elapsed(), Duration::from_secs(15));
 
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -104,15 +104,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            body.next().await.unwrap(),
+            within!(body.next()).unwrap(),
             "id: 2\nevent: message\ndata: new\n\n"
         );
         // The heartbeat period restarts after every write.
         let after_event = Instant::now();
-        assert_eq!(body.next().await.unwrap(), ":\n\n");
+        assert_eq!(within!(body.next()).unwrap(), ":\n\n");
         assert_eq!(after_event.elapsed(), Duration::from_secs(15));
 
         hub.shutdown();
-        assert!(body.next().await.is_none());
+        assert!(within!(body.next()).is_none());
     }
 }
