@@ -165,6 +165,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shows_as_its_status_and_message_in_logs() {
+        assert_eq!(
+            ApiError::bad_request("event must be a string").to_string(),
+            "400 event must be a string"
+        );
+    }
+
+    #[test]
     fn body_is_json_with_escaped_message() {
         let error = ApiError::bad_request("bad \"x\"\nthing");
         let parsed: serde_json::Value = serde_json::from_str(&error.body()).unwrap();

@@ -328,3 +328,111 @@ impl Drop for Registration {
         self.shared.lock().subscribers.remove(&self.key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn event(id: u64) -> Arc<Event> {
+        Arc::new(Event::new(Some(id), EventName::message(), id.to_string()))
+    }
+
+    async fn ids(subscription: &mut Subscription, count: usize) -> Vec<Option<u64>> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(within!(subscription.next()).and_then(|e| e.id()));
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn deliver_answers_the_streams_open_and_queues_what_each_replay_lacks() {
+        let fanout = FanOut::new(8, 8);
+        assert_eq!(fanout.deliver(event(1)), 0);
+        let mut fresh = fanout.register().unwrap().join(Vec::new(), 0);
+        // This one's replay gave it 1 and 2: the fan-out queues neither again.
+        let mut resumed = fanout.register().unwrap().join(vec![event(1), event(2)], 2);
+        assert_eq!(fanout.deliver(event(2)), 2);
+        assert_eq!(fanout.deliver(event(3)), 2);
+        assert_eq!(ids(&mut fresh, 2).await, [Some(2), Some(3)]);
+        assert_eq!(ids(&mut resumed, 3).await, [Some(1), Some(2), Some(3)]);
+        // A gap event (no id) reaches everyone, whatever their replay held.
+        let gap = Arc::new(Event::new(None, EventName::gap(), "{}".into()));
+        assert_eq!(fanout.deliver(gap), 2);
+        assert_eq!(ids(&mut resumed, 1).await, [None]);
+    }
+
+    #[tokio::test]
+    async fn an_event_queued_before_the_replay_was_known_is_dropped_once_it_is() {
+        let fanout = FanOut::new(8, 8);
+        let live = fanout.register().unwrap();
+        fanout.deliver(event(5));
+        fanout.deliver(event(6));
+        // The replay, read after registering, already had 5.
+        let mut subscription = live.join(vec![event(4), event(5)], 5);
+        assert_eq!(ids(&mut subscription, 3).await, [Some(4), Some(5), Some(6)]);
+    }
+
+    #[tokio::test]
+    async fn end_all_ends_every_stream_after_its_queue_and_keeps_serving() {
+        let fanout = FanOut::new(8, 8);
+        let mut first = fanout.register().unwrap().join(Vec::new(), 0);
+        fanout.deliver(event(1));
+        fanout.end_all();
+        assert_eq!(fanout.clients(), 0);
+        assert_eq!(ids(&mut first, 1).await, [Some(1)]);
+        assert!(within!(first.next()).is_none());
+        assert!(!fanout.is_shut_down());
+        let mut again = fanout.register().unwrap().join(Vec::new(), 0);
+        assert_eq!(fanout.deliver(event(2)), 1);
+        assert_eq!(ids(&mut again, 1).await, [Some(2)]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_every_stream_refuses_new_ones_and_completes_stopped() {
+        let fanout = FanOut::new(8, 8);
+        let mut open = fanout.register().unwrap().join(Vec::new(), 0);
+        fanout.deliver(event(1));
+        assert!(!fanout.is_shut_down());
+        fanout.shutdown();
+        assert!(fanout.is_shut_down());
+        within!(fanout.stopped());
+        assert_eq!(ids(&mut open, 1).await, [Some(1)]);
+        assert!(within!(open.next()).is_none());
+        assert_eq!(fanout.register().err(), Some(SubscribeError::ShuttingDown));
+        // A second shutdown changes nothing.
+        fanout.shutdown();
+        assert!(fanout.is_shut_down());
+    }
+
+    #[test]
+    fn max_clients_refuses_the_one_more_and_a_freed_place_is_usable() {
+        let fanout = FanOut::new(2, 8);
+        let first = fanout.register().unwrap();
+        let _second = fanout.register().unwrap();
+        assert_eq!(
+            fanout.register().err(),
+            Some(SubscribeError::Full { max_clients: 2 })
+        );
+        drop(first);
+        assert_eq!(fanout.clients(), 1);
+        assert!(fanout.register().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_client_more_than_client_buffer_behind_is_cut_off_others_go_on() {
+        let fanout = FanOut::new(8, 2);
+        let mut slow = fanout.register().unwrap().join(Vec::new(), 0);
+        let mut fast = fanout.register().unwrap().join(Vec::new(), 0);
+        for id in 1..=3 {
+            fanout.deliver(event(id));
+            assert_eq!(ids(&mut fast, 1).await, [Some(id)]);
+        }
+        // Two queued, the third did not fit: cut off after the two.
+        assert_eq!(fanout.clients(), 1);
+        assert_eq!(ids(&mut slow, 2).await, [Some(1), Some(2)]);
+        assert!(within!(slow.next()).is_none());
+    }
+}
