@@ -143,7 +143,7 @@ report() {
   equivalent=$(grep -oP "^\s*'\K[^']+" .cargo/mutants.toml | paste -sd'|')
   for list in "${lists[@]}"; do
     for dir in "$unit" "$conf"; do
-      grep -vP "^(?:$equivalent)\$" "$dir/$list.txt" > "$dir/.$list" || true
+      grep -vP "(?:$equivalent)" "$dir/$list.txt" > "$dir/.$list" || true
       mv "$dir/.$list" "$dir/$list.txt"
     done
   done
