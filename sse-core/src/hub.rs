@@ -631,4 +631,68 @@ mod tests {
         }
         assert_eq!(metric(&hub, "sse_log_connected"), 1.0);
     }
+
+    fn redis_config(redis: &RedisServer) -> Config {
+        Config::from_cli(
+            Cli {
+                event_log: Some(redis.url()),
+                ..Cli::default()
+            },
+            crate::config::tests::AXUM,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_shared_log_that_comes_up_late_is_waited_for() {
+        let mut redis = RedisServer::start().expect("redis-server starts");
+        redis.kill();
+        let config = redis_config(&redis);
+        let connecting = tokio::spawn(async move { Hub::connect(&config, "late").await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        redis.restart().expect("redis-server restarts");
+        assert!(
+            within!(connecting).unwrap(),
+            "a log up 1.5 s after the start (of 10 s allowed) was not waited for"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shared_log_that_stops_answering_is_out_of_reach_until_it_answers() {
+        // A stopped process keeps its socket open: commands time out (no I/O error, no refusal).
+        let redis = RedisServer::start().expect("redis-server starts");
+        let hub = Hub::connect(&redis_config(&redis), "stopped")
+            .await
+            .unwrap();
+        publish(&hub, "before").await;
+        let pid = redis.pid().expect("a pid").to_string();
+        let signal = |name: &str| {
+            let status = std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {name} {pid}");
+        };
+        signal("-STOP");
+        let refused = hub.publish(EventName::message(), "while stopped".into(), None);
+        let refused = within!(refused);
+        let out_of_reach = !hub.log().connected();
+        signal("-CONT");
+        assert!(
+            matches!(refused, Err(AppendError::Unavailable(_))),
+            "a publication while the log does not answer: {refused:?}"
+        );
+        assert!(
+            out_of_reach,
+            "a command that timed out did not mark the log out of reach"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !hub.log().connected() && tokio::time::Instant::now() < deadline {
+            let _ = hub
+                .publish(EventName::message(), "after".into(), None)
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(hub.log().connected());
+    }
 }
