@@ -291,7 +291,39 @@ mod tests {
         shutdown_ends_every_stream_and_refuses_new_ones,
         resume_joins_replay_and_live_exactly_under_concurrent_publishing,
         metrics_count_what_happened,
+        an_idempotency_key_publishes_once_and_refuses_another_body,
     );
+
+    async fn an_idempotency_key_publishes_once_and_refuses_another_body(log: Log) {
+        let hub = hub(log, 8, 10, 8).await;
+        let once = |key: &str, digest: &str| {
+            Some(Idempotency {
+                key: key.to_owned(),
+                digest: digest.to_owned(),
+            })
+        };
+        let keyed = |key: &'static str, digest: &'static str| {
+            hub.publish(EventName::message(), "keyed".into(), once(key, digest))
+        };
+        let first = keyed("k", "aaaa").await.unwrap();
+        assert!(!first.repeat);
+        let _stream = hub.subscribe(None).await.unwrap();
+        // The retry: the first answer (its clients too), flagged as a repeat, nothing published.
+        let again = keyed("k", "aaaa").await.unwrap();
+        assert_eq!(
+            (again.id, again.clients, again.repeat),
+            (first.id, first.clients, true)
+        );
+        assert_eq!(keyed("k", "bbbb").await, Err(AppendError::Conflict));
+        assert_eq!(hub.last_id(), first.id);
+        assert_eq!(
+            metric(&hub, r#"sse_events_published_total{kind="custom"}"#),
+            1.0
+        );
+        // Another key publishes.
+        let other = keyed("k2", "aaaa").await.unwrap();
+        assert_eq!((other.id, other.repeat), (first.id + 1, false));
+    }
 
     async fn ids_start_at_one_and_have_no_gap(log: Log) {
         let hub = hub(log, 8, 10, 8).await;
@@ -649,11 +681,13 @@ mod tests {
         redis.kill();
         let config = redis_config(&redis);
         let connecting = tokio::spawn(async move { Hub::connect(&config, "late").await.is_ok() });
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Past the first attempt's own time-out (4 s): refused connections and a timed-out
+        // attempt both come before the log is up.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         redis.restart().expect("redis-server restarts");
         assert!(
             within!(connecting).unwrap(),
-            "a log up 1.5 s after the start (of 10 s allowed) was not waited for"
+            "a log up 5 s after the start (of 10 s allowed) was not waited for"
         );
     }
 
@@ -694,5 +728,63 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(hub.log().connected());
+    }
+
+    #[tokio::test]
+    async fn the_clocks_lease_is_kept_between_ticks_so_no_other_instance_ticks() {
+        let limits = HubLimits {
+            replay_capacity: 8,
+            max_clients: 8,
+            client_buffer: 8,
+        };
+        assert_eq!(Hub::memory(limits).log().lease_beat(), None);
+        let redis = RedisServer::start().expect("redis-server starts");
+        let holder = Hub::connect(&redis_config(&redis), "holder").await.unwrap();
+        let standby = Hub::connect(&redis_config(&redis), "standby")
+            .await
+            .unwrap();
+        assert_eq!(
+            holder.log().lease_beat(),
+            Some(crate::log::redis::LEASE_BEAT)
+        );
+        holder.log().keep_lease().await;
+        assert!(holder.tick(SystemTime::now()).await.unwrap().is_some());
+        // Longer than the lease, with no tick in between (a TICK_MS above it): the beat alone
+        // keeps the clock where it is.
+        let until = tokio::time::Instant::now() + crate::log::redis::LEASE_TTL * 3 / 2;
+        while tokio::time::Instant::now() < until {
+            holder.log().keep_lease().await;
+            tokio::time::sleep(crate::log::redis::LEASE_BEAT).await;
+        }
+        assert_eq!(standby.tick(SystemTime::now()).await.unwrap(), None);
+        assert!(holder.tick(SystemTime::now()).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_lost_its_functions_gets_them_again() {
+        let mut redis = RedisServer::start().expect("redis-server starts");
+        let hub = Hub::connect(&redis_config(&redis), "reloading")
+            .await
+            .unwrap();
+        publish(&hub, "before").await;
+        // Restarted empty: no data, and no function library (Redis keeps them in its data).
+        redis.restart_empty().expect("redis-server restarts empty");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let published = loop {
+            match hub
+                .publish(EventName::message(), "after".into(), None)
+                .await
+            {
+                Ok(appended) => break appended,
+                Err(error) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no publication within 10 s of the restart: {error:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert!(published.id >= 1);
     }
 }

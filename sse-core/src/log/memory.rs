@@ -2,13 +2,13 @@
 //! process alone, behind one mutex. Appending hands the event to the fan-out under that mutex,
 //! so that concurrent publishers deliver in id order.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
-
 use super::{AppendError, Appended, Held, IDEMPOTENCY_TTL, Idempotency, tick_data};
 use crate::encode::EventName;
 use crate::fanout::{Event, FanOut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+use tokio::time::Instant; // tokio's clock, so that a test can let ten minutes pass at once
 
 pub struct MemoryLog {
     capacity: usize,
@@ -130,5 +130,35 @@ impl State {
             let (_, key) = self.once_by_age.pop_front().expect("front exists");
             self.once.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_is_kept_for_its_time_and_forgotten_then() {
+        let log = MemoryLog::new(8);
+        let fanout = FanOut::new(8, 8);
+        let append = || {
+            let once = Idempotency {
+                key: "k".into(),
+                digest: "d".into(),
+            };
+            log.append(&fanout, EventName::message(), "x".into(), Some(once))
+                .unwrap()
+        };
+        let first = append();
+        tokio::time::advance(IDEMPOTENCY_TTL - Duration::from_millis(1)).await;
+        assert!(append().repeat, "forgotten before IDEMPOTENCY_TTL");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let later = append();
+        assert_eq!((later.id, later.repeat), (first.id + 1, false));
+        // Forgotten keys leave nothing behind.
+        assert_eq!(log.lock().once.len(), 1);
+        assert_eq!(log.lock().once_by_age.len(), 1);
     }
 }
