@@ -787,4 +787,74 @@ mod tests {
         };
         assert!(published.id >= 1);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_start_an_unreachable_log_is_tried_until_start_timeout() {
+        use crate::log::redis::START_TIMEOUT;
+        let signal = |name: &str, redis: &RedisServer| {
+            let pid = redis.pid().expect("a pid").to_string();
+            let status = std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {name} {pid}");
+        };
+        // Refusing connections; accepting them but never answering (stopped); stopped for 5 s.
+        let mut refusing = RedisServer::start().expect("redis-server starts");
+        refusing.kill();
+        let silent = RedisServer::start().expect("redis-server starts");
+        signal("-STOP", &silent);
+        let late = RedisServer::start().expect("redis-server starts");
+        signal("-STOP", &late);
+        let attempt = |redis: &RedisServer| {
+            let config = redis_config(redis);
+            tokio::spawn(async move {
+                let began = tokio::time::Instant::now();
+                let outcome = Hub::connect(&config, "starting").await.map(|_| ());
+                (outcome, began.elapsed())
+            })
+        };
+        let (refused, stopped, resumed) = (attempt(&refusing), attempt(&silent), attempt(&late));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        signal("-CONT", &late);
+        let resumed = within!(resumed).unwrap();
+        assert!(
+            resumed.0.is_ok(),
+            "a log that answered after 5 s: {resumed:?}"
+        );
+        for (what, attempt) in [("refusing", refused), ("stopped", stopped)] {
+            let (outcome, took) = within!(attempt).unwrap();
+            assert!(
+                matches!(outcome, Err(crate::log::redis::StartError::Unreachable(_))),
+                "{what}: {outcome:?}"
+            );
+            // Tried until the deadline (a timer never fires early), and not much longer.
+            assert!(
+                took >= START_TIMEOUT && took <= START_TIMEOUT + Duration::from_secs(10),
+                "{what}: gave up after {took:?} (START_TIMEOUT is {START_TIMEOUT:?})"
+            );
+        }
+        signal("-CONT", &silent);
+    }
+
+    #[tokio::test]
+    async fn a_command_the_log_refuses_leaves_it_reachable() {
+        let redis = RedisServer::start().expect("redis-server starts");
+        let hub = Hub::connect(&redis_config(&redis), "refused")
+            .await
+            .unwrap();
+        // Another writer's hash where the clock's lease belongs: Redis answers, with an error.
+        redis
+            .command(&["HSET", "sse:lease", "a", "b"])
+            .expect("HSET runs");
+        let ticked = hub.tick(SystemTime::now()).await;
+        assert!(
+            ticked.is_err(),
+            "a tick on a lease of the wrong type: {ticked:?}"
+        );
+        assert!(
+            hub.log().connected(),
+            "a refused command marked a log that answers as out of reach"
+        );
+    }
 }
