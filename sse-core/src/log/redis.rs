@@ -429,13 +429,11 @@ fn is_missing_library(error: &RedisError) -> bool {
     error.to_string().contains("Function not found")
 }
 
-/// Whether an error means Redis cannot be reached (as opposed to a refused command).
+/// Whether an error means Redis cannot be reached (as opposed to a refused command): any I/O
+/// error (a refusal, a reset, a time-out are I/O errors too), or one after which redis-rs
+/// reconnects (a reply it could not parse).
 fn is_outage(error: &RedisError) -> bool {
-    error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.is_unrecoverable_error()
+    error.is_io_error() || error.is_unrecoverable_error()
 }
 
 fn unavailable(error: RedisError) -> AppendError {
