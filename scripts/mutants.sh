@@ -149,18 +149,9 @@ report() {
   mkdir -p "$conf" docs/mutants
   for list in "${lists[@]}"; do touch "$conf/$list.txt"; done
   local all="$out/all.txt" missed="$out/missed.txt"
-  # What .cargo/mutants.toml excludes now is left out, also from results of runs before it did.
-  local equivalent
-  equivalent=$(grep -oP "^\s*'\K[^']+" .cargo/mutants.toml | paste -sd'|')
-  [ -n "$equivalent" ] || equivalent='^$'  # (nothing excluded: match no mutant's name)
-  for list in "${lists[@]}"; do
-    for dir in "$unit" "$conf"; do
-      grep -vP "(?:$equivalent)" "$dir/$list.txt" > "$dir/.$list" || true
-      mv "$dir/.$list" "$dir/$list.txt"
-    done
-  done
-  # Only the mutants of the code as it is now (a result for code that has moved since is
-  # stale); one never tested is reported as such.
+  # Only the mutants of the code as it is now: a result for code that has moved since is
+  # stale, and what .cargo/mutants.toml excludes is not listed (also if an earlier run tested
+  # it); one never tested is reported as such.
   local now="$out/listing.txt"
   listing | sort -u > "$now"
   for list in "${lists[@]}"; do

@@ -675,6 +675,16 @@ mod tests {
         .unwrap()
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`) to a test's redis-server.
+    fn signal(name: &str, redis: &RedisServer) {
+        let pid = redis.pid().expect("a pid").to_string();
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name} {pid}");
+    }
+
     #[tokio::test]
     async fn a_shared_log_that_comes_up_late_is_waited_for() {
         let mut redis = RedisServer::start().expect("redis-server starts");
@@ -699,19 +709,11 @@ mod tests {
             .await
             .unwrap();
         publish(&hub, "before").await;
-        let pid = redis.pid().expect("a pid").to_string();
-        let signal = |name: &str| {
-            let status = std::process::Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .expect("kill runs");
-            assert!(status.success(), "kill {name} {pid}");
-        };
-        signal("-STOP");
+        signal("-STOP", &redis);
         let refused = hub.publish(EventName::message(), "while stopped".into(), None);
         let refused = within!(refused);
         let out_of_reach = !hub.log().connected();
-        signal("-CONT");
+        signal("-CONT", &redis);
         assert!(
             matches!(refused, Err(AppendError::Unavailable(_))),
             "a publication while the log does not answer: {refused:?}"
@@ -791,14 +793,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn at_start_an_unreachable_log_is_tried_until_start_timeout() {
         use crate::log::redis::START_TIMEOUT;
-        let signal = |name: &str, redis: &RedisServer| {
-            let pid = redis.pid().expect("a pid").to_string();
-            let status = std::process::Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .expect("kill runs");
-            assert!(status.success(), "kill {name} {pid}");
-        };
         // Refusing connections; accepting them but never answering (stopped); stopped for 5 s.
         let mut refusing = RedisServer::start().expect("redis-server starts");
         refusing.kill();
