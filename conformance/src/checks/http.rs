@@ -4,20 +4,21 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::expect::{
+    ensure_header, ensure_header_eq, ensure_header_lists, ensure_status, header_items, media_type,
+};
 use super::{Checked, ensure, marker, pass, settled_clients, skip};
 use crate::target::{Answer, Ctx, Health, send};
 
 /// Fails unless `answer` is a contract error: JSON content type and `{"error": "…"}`.
 pub fn ensure_json_error(answer: &Answer, what: &str) -> Result<(), String> {
-    let content_type = answer
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    ensure!(
-        content_type.split(';').next().map(str::trim) == Some("application/json"),
-        "{what}: error with Content-Type {content_type:?} instead of application/json: {}",
-        answer.describe()
-    );
+    ensure_header(
+        answer,
+        what,
+        "Content-Type",
+        "application/json for an error",
+        |value| media_type(value).0 == "application/json",
+    )?;
     let message = answer.json().and_then(|value| {
         let object = value.as_object()?;
         (object.len() == 1).then(|| object.get("error")?.as_str().map(str::to_owned))?
@@ -28,15 +29,6 @@ pub fn ensure_json_error(answer: &Answer, what: &str) -> Result<(), String> {
         answer.describe()
     );
     Ok(())
-}
-
-fn method_list(value: Option<&str>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(|m| m.trim().to_ascii_uppercase())
-        .filter(|m| !m.is_empty())
-        .collect()
 }
 
 /// The origin a preflight comes from: the server's own setting, or any when it allows all.
@@ -67,40 +59,38 @@ pub async fn cors_preflight(ctx: &Ctx) -> Checked {
                 "content-type,authorization,last-event-id",
             );
         let answer = send(request).await?;
-        let seen = format!("{} {:?}", answer.status, answer.headers);
-        ensure!(
-            answer.status == 204,
-            "OPTIONS {path} answered {} instead of 204: {seen}",
-            answer.status
-        );
-        ensure!(
-            answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
-            "OPTIONS {path}: Access-Control-Allow-Origin is not {:?}: {seen}",
-            ctx.target.origin
-        );
-        let methods = method_list(answer.header("access-control-allow-methods"));
-        ensure!(
-            methods.iter().any(|m| m == method) && !methods.iter().any(|m| m == not_allowed),
-            "OPTIONS {path}: Access-Control-Allow-Methods should list {method} and not {not_allowed}: {methods:?}"
-        );
-        let headers = answer
-            .header("access-control-allow-headers")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let headers: Vec<&str> = headers.split(',').map(str::trim).collect();
-        for needed in ["content-type", "authorization", "last-event-id"] {
-            ensure!(
-                headers.contains(&needed),
-                "OPTIONS {path}: Access-Control-Allow-Headers lacks {needed}: {seen}"
-            );
-        }
-        ensure!(
-            answer
-                .header("access-control-max-age")
-                .and_then(|v| v.parse::<u64>().ok())
-                .is_some(),
-            "OPTIONS {path}: no Access-Control-Max-Age in seconds: {seen}"
-        );
+        let what = format!("OPTIONS {path}");
+        ensure_status(&answer, &what, 204)?;
+        ensure_header_eq(
+            &answer,
+            &what,
+            "Access-Control-Allow-Origin",
+            &ctx.target.origin,
+        )?;
+        let methods = header_items(&answer, "access-control-allow-methods");
+        ensure_header(
+            &answer,
+            &what,
+            "Access-Control-Allow-Methods",
+            &format!("a list with {method} and without {not_allowed}"),
+            |_| {
+                let listed = |m: &str| methods.iter().any(|l| l.eq_ignore_ascii_case(m));
+                listed(method) && !listed(not_allowed)
+            },
+        )?;
+        ensure_header_lists(
+            &answer,
+            &what,
+            "Access-Control-Allow-Headers",
+            &["content-type", "authorization", "last-event-id"],
+        )?;
+        ensure_header(
+            &answer,
+            &what,
+            "Access-Control-Max-Age",
+            "whole seconds",
+            |value| value.and_then(|v| v.parse::<u64>().ok()).is_some(),
+        )?;
     }
     pass()
 }
@@ -138,13 +128,12 @@ pub async fn cors_every_response(ctx: &Ctx) -> Checked {
         answers.push(("POST /trigger (401)", send(unauthorized).await?));
     }
     for (what, answer) in answers {
-        ensure!(
-            answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
-            "{what} ({}) has Access-Control-Allow-Origin {:?}, expected {:?}",
-            answer.status,
-            answer.header("access-control-allow-origin"),
-            ctx.target.origin
-        );
+        ensure_header_eq(
+            &answer,
+            what,
+            "Access-Control-Allow-Origin",
+            &ctx.target.origin,
+        )?;
     }
     pass()
 }
@@ -170,18 +159,9 @@ pub async fn cors_allow_headers(ctx: &Ctx) -> Checked {
             .header("access-control-request-method", method)
             .header("access-control-request-headers", ALL.join(","));
         let answer = send(request).await?;
-        let allowed = answer
-            .header("access-control-allow-headers")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
-        let missing: Vec<&str> = ALL.into_iter().filter(|h| !allowed.contains(h)).collect();
-        ensure!(
-            answer.status == 204 && missing.is_empty(),
-            "OPTIONS {path} asking for {}: answered {} with Access-Control-Allow-Headers {allowed:?}, lacking {missing:?}",
-            ALL.join(", "),
-            answer.status
-        );
+        let what = format!("OPTIONS {path} asking for {}", ALL.join(", "));
+        ensure_status(&answer, &what, 204)?;
+        ensure_header_lists(&answer, &what, "Access-Control-Allow-Headers", &ALL)?;
     }
     pass()
 }
@@ -274,35 +254,27 @@ pub async fn cors_refusals(ctx: &Ctx) -> Checked {
         answers.push(("GET /events at MAX_CLIENTS", 503, answer));
     }
     for (what, expected, answer) in answers {
-        ensure!(
-            answer.status == expected,
-            "{what}: answered {}",
-            answer.describe()
-        );
-        ensure!(
-            answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
-            "{what} has Access-Control-Allow-Origin {:?}, expected {:?}",
-            answer.header("access-control-allow-origin"),
-            ctx.target.origin
-        );
+        ensure_status(&answer, what, expected)?;
+        ensure_header_eq(
+            &answer,
+            what,
+            "Access-Control-Allow-Origin",
+            &ctx.target.origin,
+        )?;
     }
     pass()
 }
 
 pub async fn health(ctx: &Ctx) -> Checked {
     let answer = send(ctx.http.get(ctx.url("/health"))).await?;
-    ensure!(
-        answer.status == 200,
-        "GET /health answered {}",
-        answer.describe()
-    );
-    ensure!(
-        answer
-            .header("content-type")
-            .is_some_and(|v| v.starts_with("application/json")),
-        "GET /health is not application/json: {:?}",
-        answer.header("content-type")
-    );
+    ensure_status(&answer, "GET /health", 200)?;
+    ensure_header(
+        &answer,
+        "GET /health",
+        "Content-Type",
+        "application/json",
+        |value| value.is_some_and(|v| v.starts_with("application/json")),
+    )?;
     let health = Health::parse(&answer.body)?;
     ensure!(
         health.raw.get("status") == Some(&Value::from("ok")),
@@ -353,12 +325,9 @@ pub async fn not_found(ctx: &Ctx) -> Checked {
         "/health.json",
     ] {
         let answer = send(ctx.http.get(ctx.url(path))).await?;
-        ensure!(
-            answer.status == 404,
-            "GET {path} answered {} instead of 404",
-            answer.describe()
-        );
-        ensure_json_error(&answer, &format!("GET {path}"))?;
+        let what = format!("GET {path}");
+        ensure_status(&answer, &what, 404)?;
+        ensure_json_error(&answer, &what)?;
     }
     pass()
 }
@@ -381,18 +350,15 @@ pub async fn not_found_methods(ctx: &Ctx) -> Checked {
                     .body(json!({"data": 1}).to_string());
             }
             let answer = send(request).await?;
-            ensure!(
-                answer.status == 404,
-                "{method} {path} answered {} instead of 404",
-                answer.describe()
-            );
-            ensure_json_error(&answer, &format!("{method} {path}"))?;
-            ensure!(
-                answer.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
-                "{method} {path} (404) has Access-Control-Allow-Origin {:?}, expected {:?}",
-                answer.header("access-control-allow-origin"),
-                ctx.target.origin
-            );
+            let what = format!("{method} {path}");
+            ensure_status(&answer, &what, 404)?;
+            ensure_json_error(&answer, &what)?;
+            ensure_header_eq(
+                &answer,
+                &what,
+                "Access-Control-Allow-Origin",
+                &ctx.target.origin,
+            )?;
         }
     }
     pass()
@@ -400,16 +366,20 @@ pub async fn not_found_methods(ctx: &Ctx) -> Checked {
 
 pub async fn demo_page(ctx: &Ctx) -> Checked {
     let answer = send(ctx.http.get(ctx.url("/"))).await?;
-    ensure!(answer.status == 200, "GET / answered {}", answer.status);
-    let content_type = answer
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .replace(' ', "");
-    ensure!(
-        content_type == "text/html;charset=utf-8",
-        "GET / has Content-Type {content_type:?}, not text/html; charset=utf-8"
-    );
+    ensure_status(&answer, "GET /", 200)?;
+    ensure_header(
+        &answer,
+        "GET /",
+        "Content-Type",
+        "text/html; charset=utf-8",
+        |value| {
+            value
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .replace(' ', "")
+                == "text/html;charset=utf-8"
+        },
+    )?;
     ensure!(
         answer.body.to_ascii_lowercase().contains("<html") && answer.body.contains("EventSource"),
         "GET / does not look like the demo page (no <html> or EventSource)"

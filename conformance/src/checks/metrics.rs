@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::expect::{ensure_header, ensure_status};
 use super::stream::{LAG_MAX_CLIENT_BUFFER, Lagged, fill_up, lag_one_client, too_many_to_fill};
 use super::{
     Checked, ensure, id_of, marker, notice_bound, pass, read_through, settled_clients, skip,
@@ -47,22 +48,20 @@ const CONTRACT_METRICS: [(&str, &str, Split); 10] = [
 /// `GET /metrics`, read strictly: 200, the text format's content type, and a valid exposition.
 pub async fn scrape(ctx: &Ctx) -> Result<Exposition, String> {
     let answer = send(ctx.http.get(ctx.url("/metrics"))).await?;
-    ensure!(
-        answer.status == 200,
-        "GET /metrics answered {}",
-        answer.describe()
-    );
-    let content_type = answer
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let mut parts = content_type.split(';').map(str::trim);
-    let media_type = parts.next();
-    let version = parts.find_map(|part| part.strip_prefix("version="));
-    ensure!(
-        media_type == Some("text/plain") && version == Some("0.0.4"),
-        "GET /metrics has Content-Type {content_type:?}, not text/plain; version=0.0.4"
-    );
+    let what = "GET /metrics";
+    ensure_status(&answer, what, 200)?;
+    ensure_header(
+        &answer,
+        what,
+        "Content-Type",
+        "text/plain; version=0.0.4",
+        |value| {
+            let value = value.unwrap_or_default().to_ascii_lowercase();
+            let mut parts = value.split(';').map(str::trim);
+            parts.next() == Some("text/plain")
+                && parts.find_map(|part| part.strip_prefix("version=")) == Some("0.0.4")
+        },
+    )?;
     parse(&answer.body).map_err(|why| format!("GET /metrics is not a valid exposition: {why}"))
 }
 

@@ -10,6 +10,7 @@ use crate::parser::{Block, Event, LineKind};
 use crate::target::Ctx;
 use crate::wire::{RawStream, TimedBlock};
 
+pub(crate) mod expect;
 mod http;
 pub(crate) mod idempotency;
 mod metrics;

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::expect::{ensure_header_eq, ensure_status};
 use super::{Checked, ensure, events, marker, pass, read_through, skip};
 use crate::spawn::{Launcher, Server};
 use crate::target::{Ctx, ServerConfig, Target};
@@ -465,15 +466,8 @@ async fn defaults_in_use(
     let answer = ctx
         .trigger(&serde_json::json!({"data": "no token"}))
         .await?;
-    ensure!(
-        answer.status == 202,
-        "a trigger without a token answered {}",
-        answer.describe()
-    );
-    ensure!(
-        answer.header("access-control-allow-origin") == Some("*"),
-        "Access-Control-Allow-Origin is {:?} (expected the default *)",
-        answer.header("access-control-allow-origin")
-    );
+    let what = "a trigger without a token, every setting empty";
+    ensure_status(&answer, what, 202)?;
+    ensure_header_eq(&answer, what, "Access-Control-Allow-Origin", "*")?;
     Ok(())
 }

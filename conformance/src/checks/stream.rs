@@ -5,13 +5,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::expect::{
+    ensure_header, ensure_header_eq, ensure_header_lists, ensure_status, media_type,
+};
 use super::{
     Checked, abbreviate, ensure, ensure_consecutive, events, id_of, is_comment_block, marker,
     notice_bound, pass, read_through, settled_clients, skip,
 };
 use crate::parser::LineKind;
 use crate::target::{Ctx, send};
-use crate::wire::{BodyEnd, RawStream, connect};
+use crate::wire::{BodyEnd, Connection, RawStream};
 
 pub async fn events_head(ctx: &Ctx) -> Checked {
     let stream = RawStream::get(
@@ -24,52 +27,42 @@ pub async fn events_head(ctx: &Ctx) -> Checked {
     )
     .await?;
     let head = &stream.head;
-    let seen = head.describe();
-    ensure!(
-        head.status == 200,
-        "status {} instead of 200: {seen}",
-        head.status
-    );
-    let content_type = head
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let mut parts = content_type.split(';').map(str::trim);
-    ensure!(
-        parts.next() == Some("text/event-stream"),
-        "Content-Type is not text/event-stream: {seen}"
-    );
-    ensure!(
-        parts.all(|p| p.replace(' ', "") == "charset=utf-8"),
-        "Content-Type has parameters other than charset=utf-8: {seen}"
-    );
-    let cache_control = head
-        .header("cache-control")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    ensure!(
-        cache_control.split(',').any(|d| d.trim() == "no-cache"),
-        "Cache-Control lacks no-cache: {seen}"
-    );
-    ensure!(
-        head.header("x-accel-buffering")
-            .is_some_and(|v| v.eq_ignore_ascii_case("no")),
-        "X-Accel-Buffering: no is missing: {seen}"
-    );
-    ensure!(
-        head.header("access-control-allow-origin") == Some(ctx.target.origin.as_str()),
-        "Access-Control-Allow-Origin is not {:?}: {seen}",
-        ctx.target.origin
-    );
-    ensure!(
-        head.header("content-length").is_none(),
-        "an event stream has a Content-Length: {seen}"
-    );
-    ensure!(
-        head.header("content-encoding")
-            .is_none_or(|v| v.eq_ignore_ascii_case("identity")),
-        "the stream is encoded although it must never be compressed: {seen}"
-    );
+    let what = "GET /events";
+    ensure_status(head, what, 200)?;
+    ensure_header(
+        head,
+        what,
+        "Content-Type",
+        "text/event-stream, with no parameter but charset=utf-8",
+        |value| {
+            let (media, parameters) = media_type(value);
+            media == "text/event-stream" && parameters.iter().all(|p| p == "charset=utf-8")
+        },
+    )?;
+    ensure_header_lists(head, what, "Cache-Control", &["no-cache"])?;
+    ensure_header(head, what, "X-Accel-Buffering", "no", |value| {
+        value.is_some_and(|v| v.eq_ignore_ascii_case("no"))
+    })?;
+    ensure_header_eq(
+        head,
+        what,
+        "Access-Control-Allow-Origin",
+        &ctx.target.origin,
+    )?;
+    ensure_header(
+        head,
+        what,
+        "Content-Length",
+        "none on an event stream",
+        |value| value.is_none(),
+    )?;
+    ensure_header(
+        head,
+        what,
+        "Content-Encoding",
+        "none or identity: a stream is never compressed",
+        |value| value.is_none_or(|v| v.eq_ignore_ascii_case("identity")),
+    )?;
     ensure!(
         head.latency <= Duration::from_millis(500),
         "the head took {} ms to arrive (at most 500 ms)",
@@ -83,20 +76,10 @@ pub async fn events_methods(ctx: &Ctx) -> Checked {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
             let answer = send(ctx.http.request(method.clone(), ctx.url(path)).body("{}")).await?;
-            ensure!(
-                answer.status == 405,
-                "{method} {path} answered {} instead of 405",
-                answer.describe()
-            );
-            let allow = answer
-                .header("allow")
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            ensure!(
-                allow.split(',').any(|m| m.trim() == "GET"),
-                "{method} {path}: 405 without an Allow header listing GET (Allow: {allow:?})"
-            );
-            super::http::ensure_json_error(&answer, &format!("{method} {path}"))?;
+            let what = format!("{method} {path}");
+            ensure_status(&answer, &what, 405)?;
+            ensure_header_lists(&answer, &what, "Allow", &["GET"])?;
+            super::http::ensure_json_error(&answer, &what)?;
         }
     }
     pass()
@@ -298,10 +281,9 @@ pub struct Lagged {
 /// fill every socket and framework buffer on the way, then reads what the stream got.
 pub async fn lag_one_client(ctx: &Ctx) -> Result<Lagged, String> {
     // A small receive buffer, so that socket buffers hold as few events as possible.
-    let socket = connect(ctx.target.address, Some(4096)).await?;
+    let connection = Connection::open(ctx.target.address, Some(4096)).await?;
     let mut slow = RawStream::request(
-        socket,
-        ctx.target.address,
+        connection,
         "GET",
         "/events",
         &[],
@@ -429,26 +411,20 @@ pub async fn max_clients(ctx: &Ctx) -> Checked {
     let max = ctx.config().max_clients;
     let (mut open, refused) = fill_up(ctx).await?;
     let head = &refused.head;
-    ensure!(
-        head.status == 503,
-        "stream {} of MAX_CLIENTS {max} answered {} instead of 503",
-        max + 1,
-        head.describe()
-    );
-    let retry_after = head
-        .header("retry-after")
-        .and_then(|v| v.parse::<u64>().ok());
-    ensure!(
-        retry_after.is_some_and(|s| s >= 1),
-        "503 without Retry-After in whole seconds ≥ 1: {}",
-        head.describe()
-    );
-    ensure!(
-        head.header("content-type")
-            .is_some_and(|v| v.starts_with("application/json")),
-        "503 without a JSON error: {}",
-        head.describe()
-    );
+    let what = format!("stream {} of MAX_CLIENTS {max}", max + 1);
+    ensure_status(head, &what, 503)?;
+    ensure_header(head, &what, "Retry-After", "whole seconds ≥ 1", |value| {
+        value
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1)
+    })?;
+    ensure_header(
+        head,
+        &what,
+        "Content-Type",
+        "application/json: a JSON error",
+        |value| value.is_some_and(|v| v.starts_with("application/json")),
+    )?;
     drop(refused);
     // Nothing else changes: health and publishing still work.
     let health = send(ctx.http.get(ctx.url("/health"))).await?;

@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::expect::{ensure_header, ensure_header_lists, ensure_status};
 use super::http::ensure_json_error;
 use super::{
     Checked, abbreviate, ensure, ensure_consecutive, events, id_of, marker, pass, read_through,
     settled_clients, skip,
 };
 use crate::target::{Answer, Ctx, send};
-use crate::wire::{RawStream, TimedBlock, connect};
+use crate::wire::{Connection, RawStream, TimedBlock};
 
 /// A trigger request with full control over every part.
 struct Request<'a> {
@@ -93,11 +94,7 @@ async fn expect_status(
     what: &str,
 ) -> Result<Answer, String> {
     let answer = request.send(ctx).await?;
-    ensure!(
-        answer.status == status,
-        "{what}: answered {} instead of {status}",
-        answer.describe()
-    );
+    ensure_status(&answer, what, status)?;
     if status >= 400 {
         ensure_json_error(&answer, what)?;
     }
@@ -181,15 +178,9 @@ pub async fn trigger_405(ctx: &Ctx) -> Checked {
             method,
             ..Request::post(ctx, b"{\"data\":1}".to_vec())
         };
-        let answer = expect_status(ctx, request, 405, &format!("{method} /trigger")).await?;
-        let allow = answer
-            .header("allow")
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        ensure!(
-            allow.split(',').any(|m| m.trim() == "POST"),
-            "{method} /trigger: 405 without Allow listing POST (Allow: {allow:?})"
-        );
+        let what = format!("{method} /trigger");
+        let answer = expect_status(ctx, request, 405, &what).await?;
+        ensure_header_lists(&answer, &what, "Allow", &["POST"])?;
     }
     pass()
 }
@@ -244,10 +235,9 @@ async fn send_chunked(ctx: &Ctx, body: &[u8]) -> Result<u16, String> {
     if let Some(value) = &authorization {
         headers.push(("Authorization", value));
     }
-    let socket = connect(ctx.target.address, None).await?;
+    let connection = Connection::open(ctx.target.address, None).await?;
     let response = RawStream::request(
-        socket,
-        ctx.target.address,
+        connection,
         "POST",
         "/trigger",
         &headers,
@@ -305,12 +295,13 @@ pub async fn trigger_401(ctx: &Ctx) -> Checked {
             ..Request::post(ctx, body.clone())
         };
         let answer = expect_status(ctx, request, 401, what).await?;
-        ensure!(
-            answer
-                .header("www-authenticate")
-                .is_some_and(|v| v.to_ascii_lowercase().starts_with("bearer")),
-            "{what}: 401 without WWW-Authenticate: Bearer"
-        );
+        ensure_header(
+            &answer,
+            what,
+            "WWW-Authenticate",
+            "the Bearer scheme",
+            |value| value.is_some_and(|v| v.to_ascii_lowercase().starts_with("bearer")),
+        )?;
     }
     if let Some(token) = &ctx.target.token {
         if let Some(prefix) = token

@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use conformance::checks::id_of;
 use conformance::parser::{Block, LineKind};
-use conformance::wire::RawStream;
+use conformance::wire::{Connection, RawStream};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
 use crate::faults::{FaultCtx, Findings};
 use crate::subject::Subject;
@@ -279,20 +278,20 @@ enum Opened {
     Refused(String),
 }
 
-/// Sends the case's request line and headers byte for byte, then lets [`RawStream`] read the
-/// response. `RawStream` writes a request line of its own and takes headers as text; so the
-/// case's bytes go first, and RawStream's line becomes one more harmless header
-/// (`X-Pad: - HTTP/1.1`), followed by its `Host` and the blank line.
+/// Sends the case's request line and headers byte for byte, then `Host` and the blank line,
+/// and lets [`RawStream`] read the response.
 async fn open(address: SocketAddr, case: &Case) -> Result<Opened, String> {
-    let mut socket = conformance::wire::connect(address, None).await?;
-    let mut prefix = format!(
+    let mut connection = Connection::open(address, None).await?;
+    let mut request = format!(
         "GET {} HTTP/1.1\r\nAccept: text/event-stream\r\n",
         case.target
     )
     .into_bytes();
-    prefix.extend_from_slice(&case.headers);
+    request.extend_from_slice(&case.headers);
+    request.extend_from_slice(format!("Host: {address}\r\n\r\n").as_bytes());
+    let sent = std::time::Instant::now();
     // A server may refuse (and close) before the last of 100 KiB is written.
-    match tokio::time::timeout(WAIT, socket.write_all(&prefix)).await {
+    match tokio::time::timeout(WAIT, connection.send(&request)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Ok(Opened::Refused(format!("closed while sending: {e}"))),
         Err(_) => {
@@ -302,8 +301,8 @@ async fn open(address: SocketAddr, case: &Case) -> Result<Opened, String> {
         }
     }
     // The outer limit goes first, so that RawStream's errors all mean the connection ended.
-    let request = RawStream::request(socket, address, "X-Pad:", "-", &[], b"", 2 * WAIT);
-    match tokio::time::timeout(WAIT, request).await {
+    let response = RawStream::response(connection, "GET", sent, 2 * WAIT);
+    match tokio::time::timeout(WAIT, response).await {
         Ok(Ok(stream)) => Ok(Opened::Stream(Box::new(stream))),
         Ok(Err(e)) => Ok(Opened::Refused(format!("closed: {e}"))),
         Err(_) => Err(format!("no response head within {WAIT:?}")),

@@ -4,25 +4,25 @@
 //! finishes, a 408, a close or silence until the client gives up), the process survives every
 //! one of them, and none publishes anything.
 //!
-//! The exact-bytes client here ([`RawConnection`]), which slowloris uses too: reqwest would
-//! refuse to send most of these requests.
+//! The exact-bytes client here ([`RawConnection`], a thin wrapper of the conformance suite's raw
+//! client that reads one whole reply at a time), which slowloris uses too: reqwest would refuse
+//! to send most of these requests.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use conformance::spawn::SUITE_TOKEN;
+use conformance::wire::{BodyDecoder, BodyEnd, Connection, find, parse_head};
 use sse_core::REQUEST_BODY_TIMEOUT;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::faults::{FaultCtx, Findings};
 use crate::subject::Subject;
 
-/// A client connection that sends exactly the bytes it is given and reads whatever comes back
-/// as HTTP/1.1 responses, noticing when the server closes instead.
+/// A client connection (the conformance suite's [`Connection`]) that sends exactly the bytes it
+/// is given and reads whatever comes back as HTTP/1.1 responses, noticing when the server
+/// closes instead.
 pub(super) struct RawConnection {
-    socket: TcpStream,
-    received: Vec<u8>,
+    connection: Connection,
     closed: bool,
 }
 
@@ -47,8 +47,7 @@ pub(super) enum Reply {
 impl RawConnection {
     pub async fn open(address: SocketAddr) -> Result<Self, String> {
         Ok(Self {
-            socket: conformance::wire::connect(address, None).await?,
-            received: Vec::new(),
+            connection: Connection::open(address, None).await?,
             closed: false,
         })
     }
@@ -57,26 +56,26 @@ impl RawConnection {
     /// client); false when the server closed the connection first or the time ran out.
     pub async fn send(&mut self, bytes: &[u8], timeout: Duration) -> bool {
         matches!(
-            tokio::time::timeout(timeout, self.socket.write_all(bytes)).await,
+            tokio::time::timeout(timeout, self.connection.send(bytes)).await,
             Ok(Ok(()))
         )
     }
 
     /// The next response on the connection, read for at most `timeout`.
     pub async fn reply(&mut self, timeout: Duration) -> Reply {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            if let Some(response) = take_response(&mut self.received, self.closed) {
+            if let Some(response) = take_response(&mut self.connection.received, self.closed) {
                 return Reply::Answer(response);
             }
             if self.closed {
                 return Reply::Closed;
             }
-            let mut buffer = [0u8; 16 * 1024];
-            match tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)).await {
-                Err(_) => return Reply::Silent,
-                Ok(Ok(0) | Err(_)) => self.closed = true,
-                Ok(Ok(read)) => self.received.extend_from_slice(&buffer[..read]),
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.connection.read_within(left, 16 * 1024).await {
+                None => return Reply::Silent,
+                Some(Ok(0) | Err(_)) => self.closed = true,
+                Some(Ok(_)) => {}
             }
         }
     }
@@ -84,13 +83,14 @@ impl RawConnection {
     /// Waits at most `timeout` for the server to close the connection, discarding whatever
     /// it sends; true when it did.
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut buffer = [0u8; 4096];
+        let deadline = Instant::now() + timeout;
+        let kept = self.connection.received.len();
         while !self.closed {
-            match tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)).await {
-                Err(_) => return false,
-                Ok(Ok(0) | Err(_)) => self.closed = true,
-                Ok(Ok(_)) => {}
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.connection.read_within(left, 4096).await {
+                None => return false,
+                Some(Ok(0) | Err(_)) => self.closed = true,
+                Some(Ok(_)) => self.connection.received.truncate(kept),
             }
         }
         true
@@ -130,65 +130,27 @@ impl Reply {
     }
 }
 
-/// Takes one complete response off the front of `received`: its head, then a body framed by
-/// `Content-Length`, by chunks, or (when `closed`) by the end of the connection.
+/// Takes one complete response off the front of `received`, read by the suite's head parser
+/// and body decoder: `None` while it is incomplete (or when it is no HTTP/1.1 response at all,
+/// which only the connection's end then answers for). A body that ends with the connection is
+/// complete once `closed`.
 fn take_response(received: &mut Vec<u8>, closed: bool) -> Option<Response> {
-    let head_end = find(received, b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let header = |name: &str| {
-        head.split("\r\n")
-            .skip(1)
-            .filter_map(|line| line.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    let rest = &received[head_end..];
-    let (body, used) = if let Some(length) = header("content-length") {
-        let length: usize = length.parse().ok()?;
-        (rest.get(..length)?.to_vec(), length)
-    } else if header("transfer-encoding")
-        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
-    {
-        dechunk(rest)?
-    } else if closed {
-        (rest.to_vec(), rest.len())
-    } else {
+    let head_end = find(received, b"\r\n\r\n")?;
+    let head = parse_head(&received[..head_end], Duration::ZERO).ok()?;
+    // These connections send POST and GET requests only (no HEAD).
+    let mut framing = BodyDecoder::for_response(&head, "POST").ok()?;
+    let mut body = Vec::new();
+    let used = framing.decode(&received[head_end + 4..], &mut body).ok()?;
+    let complete = framing.is_complete() || (closed && framing.end_at_close() == BodyEnd::Clean);
+    if !complete {
         return None;
-    };
-    let content_type = header("content-type");
-    received.drain(..head_end + used);
+    }
+    received.drain(..head_end + 4 + used);
     Some(Response {
-        status,
-        content_type,
+        status: head.status,
+        content_type: head.header("content-type").map(str::to_owned),
         body,
     })
-}
-
-/// A complete chunked body at the start of `bytes`: the data and how many bytes it took.
-fn dechunk(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let line_end = at + find(&bytes[at..], b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&bytes[at..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        at = line_end + 2;
-        if size == 0 {
-            // No trailers from these servers: the last chunk ends with one more CRLF.
-            return bytes
-                .get(at..at + 2)
-                .filter(|end| end == b"\r\n")
-                .map(|_| (body, at + 2));
-        }
-        body.extend_from_slice(bytes.get(at..at + size)?);
-        at += size + 2;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// How long a case waits for its answer.
@@ -449,4 +411,33 @@ async fn healthy(subject: &Subject) -> Result<(), String> {
         .await
         .map(drop)
         .map_err(|e| format!("/health did not answer ({e}); the process may have crashed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_taken_one_at_a_time() {
+        let mut received = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+              content-length: 13\r\n\r\n{\"error\":\"x\"}HTTP/1.1 404 Not Found\r\n\
+              transfer-encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\nHTTP/1.1 408 Request Timeout\r\n\r\nbye"
+            .to_vec();
+        let first = take_response(&mut received, false).expect("a whole response");
+        assert_eq!(first.status, 400);
+        assert!(first.is_json_error());
+        let second = take_response(&mut received, false).expect("a whole response");
+        assert_eq!((second.status, second.body.as_slice()), (404, &b"no"[..]));
+        assert!(second.content_type.is_none());
+        // A body without a length ends with the connection.
+        assert!(take_response(&mut received, false).is_none());
+        let third = take_response(&mut received, true).expect("complete once closed");
+        assert_eq!((third.status, third.body.as_slice()), (408, &b"bye"[..]));
+        assert!(received.is_empty());
+
+        let mut cut = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 10\r\n\r\n{\"e".to_vec();
+        assert!(take_response(&mut cut, true).is_none());
+        let mut garbage = b"SSH-2.0\r\n\r\n".to_vec();
+        assert!(take_response(&mut garbage, true).is_none());
+    }
 }
