@@ -3,7 +3,7 @@
 //! and show every header received.
 
 use super::ensure;
-use crate::target::Answer;
+use crate::target::{Answer, Ctx};
 use crate::wire::Head;
 
 /// A response as the checks judge it: the raw client's [`Head`] or reqwest's [`Answer`].
@@ -92,6 +92,20 @@ pub fn ensure_header_eq(
     ensure_header(response, what, name, &format!("{expected:?}"), |value| {
         value == Some(expected)
     })
+}
+
+/// Fails unless `Access-Control-Allow-Origin` is the origin the server was given (contract 6).
+pub fn ensure_allowed_origin(
+    response: &impl Response,
+    what: &str,
+    ctx: &Ctx,
+) -> Result<(), String> {
+    ensure_header_eq(
+        response,
+        what,
+        "Access-Control-Allow-Origin",
+        &ctx.target.origin,
+    )
 }
 
 /// A header's comma-separated items, trimmed and in lower case (none when it is absent).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::expect::{
-    ensure_header, ensure_header_eq, ensure_header_lists, ensure_status, media_type,
+    ensure_allowed_origin, ensure_header, ensure_header_lists, ensure_status, media_type,
 };
 use super::{
     Checked, abbreviate, ensure, ensure_consecutive, events, id_of, is_comment_block, marker,
@@ -43,12 +43,7 @@ pub async fn events_head(ctx: &Ctx) -> Checked {
     ensure_header(head, what, "X-Accel-Buffering", "no", |value| {
         value.is_some_and(|v| v.eq_ignore_ascii_case("no"))
     })?;
-    ensure_header_eq(
-        head,
-        what,
-        "Access-Control-Allow-Origin",
-        &ctx.target.origin,
-    )?;
+    ensure_allowed_origin(head, what, ctx)?;
     ensure_header(
         head,
         what,
