@@ -1,4 +1,4 @@
-// End-to-end tests of web-demo/index.html in headless Chromium against the six example servers.
+// End-to-end tests of web-demo/index.html in headless Chromium against every example server.
 // Run with `npm test` (node's built-in test runner); see README.md.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +10,11 @@ import {
 } from './harness.mjs';
 
 const PAGE_FILE = join(REPO_DIR, 'web-demo', 'index.html');
+// The list of frameworks the page loads beside it on disk (the servers write it into the page).
+const FRAMEWORKS_FILE = join(REPO_DIR, 'web-demo', 'frameworks.js');
+const FRAMEWORKS_TAG = '<script src="frameworks.js"></script>';
 // The page as the axum server serves it. E2E_PAGE=disk instead serves web-demo/index.html from a
-// small server of our own on 127.0.0.1 (the cards still point at the six servers), for working on
+// small server of our own on 127.0.0.1 (the cards still point at the example servers), for working on
 // the page without rebuilding the binaries it is compiled into.
 const PAGE_FROM_DISK = process.env.E2E_PAGE === 'disk';
 let pageUrl = `http://127.0.0.1:${FRAMEWORKS[0].port}/`;
@@ -117,9 +120,10 @@ before(async () => {
   page.on('pageerror', (err) => consoleErrors.push({ at: Date.now(), kind: 'pageerror', text: String(err?.stack || err), url: '' }));
   if (PAGE_FROM_DISK) {
     diskServer = createServer((req, res) => {
-      const found = req.method === 'GET' && req.url === '/';
-      res.writeHead(found ? 200 : 404, { 'content-type': found ? 'text/html; charset=utf-8' : 'text/plain' });
-      res.end(found ? readFileSync(PAGE_FILE) : 'not found');
+      const file = req.method === 'GET' && { '/': PAGE_FILE, '/frameworks.js': FRAMEWORKS_FILE }[req.url];
+      const type = req.url === '/' ? 'text/html; charset=utf-8' : 'text/javascript';
+      res.writeHead(file ? 200 : 404, { 'content-type': file ? type : 'text/plain' });
+      res.end(file ? readFileSync(file) : 'not found');
     });
     await new Promise((done, fail) => { diskServer.once('error', fail); diskServer.listen(0, '127.0.0.1', done); });
     pageUrl = `http://127.0.0.1:${diskServer.address().port}/`;
@@ -139,7 +143,9 @@ after(async () => {
 // ---- the tests -----------------------------------------------------------------------------------
 
 e2e('every server serves the current web-demo/index.html at /', async () => {
-  const onDisk = readFileSync(PAGE_FILE, 'utf8');
+  const page = readFileSync(PAGE_FILE, 'utf8');
+  assert.ok(page.includes(FRAMEWORKS_TAG), `web-demo/index.html loads its list with ${FRAMEWORKS_TAG}`);
+  const onDisk = page.replace(FRAMEWORKS_TAG, `<script>\n${readFileSync(FRAMEWORKS_FILE, 'utf8')}</script>`);
   for (const server of servers) {
     const res = await fetch(`${server.base}/`, { signal: AbortSignal.timeout(5_000) });
     assert.equal(res.status, 200, `${server.key}: GET / answered ${res.status}`);
@@ -147,7 +153,7 @@ e2e('every server serves the current web-demo/index.html at /', async () => {
     if (PAGE_FROM_DISK) continue;   // the browser gets the file from disk anyway
     assert.ok(served === onDisk,
       `${server.pkg} serves a different page than web-demo/index.html: the binaries are older than the page. ` +
-      'Rebuild them (cargo build -p axum-example -p actix-web-example -p warp-example -p rocket-example -p poem-example -p salvo-example), ' +
+      `Rebuild them (cargo build ${FRAMEWORKS.map((f) => `-p ${f.pkg}`).join(' ')}), ` +
       'or run with E2E_PAGE=disk to test the file on disk.');
   }
 });
@@ -175,8 +181,9 @@ e2e('every card opens its stream and shows ticks', async () => {
     const health = await waitForCard(key, (x) => x.health.startsWith(`${key} · `), `"Server says" showing ${key}`);
     assert.ok(!health.health.includes('expected'), `${key}: health says ${health.health}`);
   }
-  await waitUntil(async () => (await page.locator('#summary').textContent()) === '6 of 6 connected',
-    { timeout: 3_000, what: 'the summary "6 of 6 connected"' });
+  const all = `${FRAMEWORKS.length} of ${FRAMEWORKS.length} connected`;
+  await waitUntil(async () => (await page.locator('#summary').textContent()) === all,
+    { timeout: 3_000, what: `the summary "${all}"` });
 });
 
 e2e('a custom event published to all servers appears in every card', async () => {

@@ -1,11 +1,12 @@
-// Plumbing shared by the tests and the screenshot script: the six server processes (started from
+// Plumbing shared by the tests and the screenshot script: the example server processes (started from
 // the workspace's built binaries, stopped by their own PIDs) and a headless Chromium.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runInNewContext } from 'node:vm';
 import { chromium } from 'playwright-core';
 
 export const E2E_DIR = dirname(fileURLToPath(import.meta.url));
@@ -20,14 +21,11 @@ export const HOST = '127.0.0.1';
 // Settings the tests rely on: fast ticks, a short reconnection delay, heartbeats well inside it.
 export const SETTINGS = { TICK_MS: 300, RETRY_MS: 1000, HEARTBEAT_MS: 1000 };
 
-export const FRAMEWORKS = [
-  { key: 'axum', pkg: 'axum-example', port: 3001 },
-  { key: 'actix-web', pkg: 'actix-web-example', port: 3002 },
-  { key: 'warp', pkg: 'warp-example', port: 3003 },
-  { key: 'rocket', pkg: 'rocket-example', port: 3004 },
-  { key: 'poem', pkg: 'poem-example', port: 3005 },
-  { key: 'salvo', pkg: 'salvo-example', port: 3006 },
-];
+// Every example server: the list web-demo/frameworks.js holds (generated from each example's
+// Cargo.toml), as `key` (the framework's name), `pkg` (package and binary) and default `port`.
+export const FRAMEWORKS = runInNewContext(
+  `${readFileSync(join(REPO_DIR, 'web-demo', 'frameworks.js'), 'utf8')}; FRAMEWORKS`,
+).map(({ name, package: pkg, port }) => ({ key: name, pkg, port }));
 
 const READY_TIMEOUT_MS = 15_000;   // from spawn to the `listening on http://` line
 const TERM_TIMEOUT_MS = 4_000;     // SIGTERM → exit (the contract says 2 s), then SIGKILL

@@ -1,6 +1,29 @@
-# Sourced by the other scripts: the example packages, and where cargo puts their binaries.
-# Adding a framework to the scripts is one word here.
-packages=(axum-example actix-web-example warp-example rocket-example poem-example salvo-example)
+# Sourced by the other scripts: the example packages, their default ports, and where cargo puts
+# their binaries. The list is read from each example's Cargo.toml
+# ([package.metadata.sse-examples]), in the order of their ports: a new package is all it takes.
+_examples_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# "port package" per example, sorted by port.
+_examples_list() {
+  local manifest package port
+  for manifest in "$_examples_root"/examples/*/Cargo.toml; do
+    package=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)
+    port=$(sed -n '/^\[package\.metadata\.sse-examples\]/,/^\[/s/^port = \([0-9]*\).*/\1/p' "$manifest")
+    if [ -z "$package" ] || [ -z "$port" ]; then
+      echo "error: $manifest has no name or no [package.metadata.sse-examples] port" >&2
+      return 1
+    fi
+    echo "$port $package"
+  done | sort -n
+}
+
+packages=()
+ports=()   # "package port" per line
+while read -r port package; do
+  packages+=("$package")
+  ports+=("$package $port")
+done < <(_examples_list)
+[ ${#packages[@]} -gt 0 ] || { echo "error: no example found under $_examples_root/examples" >&2; exit 1; }
 
 # The workspace's target directory (CARGO_TARGET_DIR or the default).
 target_dir() {
@@ -18,6 +41,3 @@ build_release_servers() {
   servers=()
   for package in "${packages[@]}"; do servers+=("$dir/release/$package"); done
 }
-
-# Each package's default port, "package port" per line (the contract's table).
-ports=("axum-example 3001" "actix-web-example 3002" "warp-example 3003" "rocket-example 3004" "poem-example 3005" "salvo-example 3006")

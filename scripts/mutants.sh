@@ -26,6 +26,7 @@
 # installs cargo-mutants from crates.io if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/examples.sh
 
 stages=(1 2)
 again=false
@@ -129,8 +130,8 @@ stage2() {
     fi
     [ -s "$todo.$kind" ] || continue
     skip=(--skip "$other_log")
-    for other in actix_web_example rocket_example poem_example warp_example salvo_example; do
-      skip+=(--skip "$other")
+    for other in "${packages[@]}"; do
+      [ "$other" = axum-example ] || skip+=(--skip "${other//-/_}")
     done
     listing | grep -vxFf "$todo.$kind" > "$out/conformance/skip.$kind" || true
     skip_these "$out/conformance/$kind" "$out/conformance/skip.$kind"

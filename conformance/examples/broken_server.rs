@@ -102,7 +102,7 @@ async fn main() {
         app: app.clone(),
     };
     let router =
-        axum_example::router(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
+        axum_example::routes(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
     let shutdown: Stopping = if rule == "shutdown" {
         // Broken: exits at once on SIGTERM, cutting every open stream.
         let signal = shutdown_signal();

@@ -1,6 +1,8 @@
 //! Starts every example server as a real process on a free port of 127.0.0.1 and runs the whole
 //! suite against it: once on the memory log, once on a shared log in a redis-server of the
-//! test's own. Adding a framework is one line in the list at the bottom.
+//! test's own. The examples are the workspace's (`examples/*`, as each `Cargo.toml` describes
+//! itself), one test per example and log: `axum_example::on_the_memory_log`, … (a test harness
+//! of its own, libtest-mimic, since the list is read when the tests run).
 
 mod support;
 
@@ -74,25 +76,23 @@ async fn passes_the_contract(package: &str, log: Log) {
     eprintln!("{}", table(&[report]));
 }
 
-macro_rules! example {
-    ($test:ident, $package:literal) => {
-        mod $test {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_the_memory_log() {
-                super::passes_the_contract($package, super::Log::Memory).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_a_shared_redis_log() {
-                super::passes_the_contract($package, super::Log::Redis).await;
-            }
-        }
-    };
+fn main() -> std::process::ExitCode {
+    let arguments = libtest_mimic::Arguments::from_args();
+    let trials = support::examples()
+        .into_iter()
+        .flat_map(|framework| {
+            [
+                (Log::Memory, "on_the_memory_log"),
+                (Log::Redis, "on_a_shared_redis_log"),
+            ]
+            .map(|(log, test)| {
+                let name = format!("{}::{test}", framework.package.replace('-', "_"));
+                libtest_mimic::Trial::test(name, move || {
+                    support::runtime().block_on(passes_the_contract(framework.package, log));
+                    Ok(())
+                })
+            })
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
 }
-
-example!(axum_example, "axum-example");
-example!(actix_web_example, "actix-web-example");
-example!(rocket_example, "rocket-example");
-example!(poem_example, "poem-example");
-example!(warp_example, "warp-example");
-example!(salvo_example, "salvo-example");

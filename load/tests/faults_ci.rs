@@ -1,6 +1,7 @@
 //! The fault-and-load suite at CI scale against every example server, started as real processes
 //! on 127.0.0.1: every scenario must pass, except the known limitations in `known.rs`, which
-//! must still fail. The full scale runs with `scripts/faults.sh`.
+//! must still fail. The full scale runs with `scripts/faults.sh`. One test per example of the
+//! workspace (`axum_example`, …), read from `examples/*` when the tests run (libtest-mimic).
 
 #[path = "../../conformance/tests/support/mod.rs"]
 mod support;
@@ -18,18 +19,17 @@ async fn meets_the_fault_rules(package: &str) {
     eprintln!("{package}: {}", verdict.describe());
 }
 
-macro_rules! example {
-    ($test:ident, $package:literal) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $test() {
-            meets_the_fault_rules($package).await;
-        }
-    };
+fn main() -> std::process::ExitCode {
+    let arguments = libtest_mimic::Arguments::from_args();
+    let trials = support::examples()
+        .into_iter()
+        .map(|framework| {
+            let name = framework.package.replace('-', "_");
+            libtest_mimic::Trial::test(name, move || {
+                support::runtime().block_on(meets_the_fault_rules(framework.package));
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
 }
-
-example!(axum_example, "axum-example");
-example!(actix_web_example, "actix-web-example");
-example!(warp_example, "warp-example");
-example!(rocket_example, "rocket-example");
-example!(poem_example, "poem-example");
-example!(salvo_example, "salvo-example");

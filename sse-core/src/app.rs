@@ -6,14 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{Config, Framework};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::fanout::{SubscribeError, Subscription};
+use crate::framework::Framework;
 use crate::hub::Hub;
 use crate::log::AppendError;
 use crate::log::redis::StartError;
 use crate::request::{
-    authorize, check_content_length, check_content_type, idempotency, parse_trigger,
+    MAX_TRIGGER_BODY, authorize, check_content_length, check_content_type, idempotency,
+    parse_trigger,
 };
 use crate::stream::EventStreamBody;
 
@@ -108,6 +110,28 @@ impl App {
     /// The whole `/events` body as bytes: retry, replay, live events, heartbeats.
     pub fn event_stream_body(&self, subscription: Subscription) -> EventStreamBody {
         EventStreamBody::new(subscription, self.config.retry_ms, self.config.heartbeat())
+    }
+
+    /// `POST /trigger`, from the request's headers (looked up by their lower-case names) to its
+    /// answer, in the contract's order: the head's checks ([`App::check_trigger_headers`]: 401,
+    /// 415, then 413 for a declared length over the limit) and only then the body, so that 401
+    /// and 415 win over 413; then its validation (400), its `Idempotency-Key` (422) and the
+    /// publication (503). `read_body` is the framework's own read of the body, given the limit
+    /// ([`MAX_TRIGGER_BODY`]): 413 past it, 400 for a body that breaks off, and 408 for one
+    /// that stalls (through [`read_body_in_time`](crate::read_body_in_time) where the
+    /// framework times no bodies itself).
+    pub async fn trigger<'a, Read, Body>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+        read_body: impl FnOnce(usize) -> Read,
+    ) -> Result<Accepted, ApiError>
+    where
+        Read: Future<Output = Result<Body, ApiError>>,
+        Body: AsRef<[u8]>,
+    {
+        let head = self.check_trigger_headers(header)?;
+        let body = read_body(MAX_TRIGGER_BODY).await;
+        self.publish_trigger(head, body).await
     }
 
     /// The checks of `POST /trigger` that need only the request head, in the contract's order
@@ -248,8 +272,8 @@ impl App {
     }
 
     /// Begins shutdown: every open stream ends, new ones are refused.
-    pub fn shutdown(&self) {
-        self.hub.shutdown();
+    pub fn stop(&self) {
+        self.hub.stop();
     }
 
     /// Completes [`SHUTDOWN_GRACE`] after shutdown began: a server that is still waiting for
@@ -412,7 +436,7 @@ mod tests {
                     .starts_with(&format!(r#"{{"tick":{k},"time":""#))
             );
         }
-        app.shutdown();
+        app.stop();
         // The stream ends (after what was queued before), however long the clock runs.
         let mut after = 0;
         while within!(stream.next()).is_some() {

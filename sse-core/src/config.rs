@@ -7,17 +7,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use crate::framework::Framework;
 use crate::hub::HubLimits;
-
-/// Which implementation is running: its name in `/health` and its default port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Framework {
-    /// `axum`, `actix-web`, …
-    pub name: &'static str,
-    /// The package and binary name, `axum-example`, …
-    pub package: &'static str,
-    pub default_port: u16,
-}
 
 /// The settings every server runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]

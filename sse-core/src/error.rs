@@ -1,6 +1,7 @@
 //! The contract's error answers (section 6): a status, one sentence saying what was wrong and
-//! what is expected, and the headers some statuses require. Framework-free: each example turns
-//! an [`ApiError`] into its own response type in a few lines.
+//! what is expected, and the headers some statuses require. Framework-free: an [`ApiError`]
+//! becomes an `http` 1.x response (`http::Response::from`) for the frameworks built on that
+//! crate (axum, warp, poem, salvo), and each example wraps it in its own response type.
 
 use std::fmt;
 use std::time::Duration;
@@ -138,6 +139,32 @@ impl ApiError {
     pub fn body(&self) -> String {
         serde_json::json!({ "error": self.message }).to_string()
     }
+
+    /// The status as `http`'s type (500 for a number that is no status, which no constructor
+    /// here makes).
+    pub fn status_code(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// The whole answer: the status, `Content-Type: application/json`, the status's own headers,
+/// and the JSON body.
+impl<B: From<String>> From<ApiError> for http::Response<B> {
+    fn from(error: ApiError) -> Self {
+        let mut response = http::Response::new(B::from(error.body()));
+        *response.status_mut() = error.status_code();
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ERROR_CONTENT_TYPE),
+        );
+        for (name, value) in error.headers {
+            if let Ok(value) = http::HeaderValue::try_from(value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -195,6 +222,19 @@ mod tests {
             (e.status, e.headers),
             (503, vec![("retry-after", "1".to_owned())])
         );
+    }
+
+    #[test]
+    fn becomes_an_http_response_with_its_status_type_headers_and_body() {
+        let response = http::Response::<String>::from(ApiError::unauthorized());
+        assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], ERROR_CONTENT_TYPE);
+        assert_eq!(headers["www-authenticate"], "Bearer");
+        assert_eq!(headers.len(), 2);
+        assert_eq!(response.body(), &ApiError::unauthorized().body());
+        let odd = ApiError::new(1000, "no such status");
+        assert_eq!(odd.status_code(), http::StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

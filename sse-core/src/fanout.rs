@@ -104,7 +104,7 @@ struct Subscriber {
 struct State {
     subscribers: HashMap<u64, Subscriber>,
     next_subscriber: u64,
-    shut_down: bool,
+    stopped: bool,
 }
 
 impl FanOut {
@@ -117,7 +117,7 @@ impl FanOut {
                 state: Mutex::new(State {
                     subscribers: HashMap::new(),
                     next_subscriber: 0,
-                    shut_down: false,
+                    stopped: false,
                 }),
                 newest: AtomicU64::new(0),
                 stopped: CancellationToken::new(),
@@ -177,7 +177,7 @@ impl FanOut {
     /// from now on are queued for it; read the replay only after this.
     pub fn register(&self) -> Result<Live, SubscribeError> {
         let mut state = self.shared.lock();
-        if state.shut_down {
+        if state.stopped {
             self.shared.metrics.refused(Refusal::ShuttingDown);
             return Err(SubscribeError::ShuttingDown);
         }
@@ -230,9 +230,9 @@ impl FanOut {
 
     /// Ends every open stream (each after what is queued for it), refuses new ones, and
     /// completes [`FanOut::stopped`].
-    pub fn shutdown(&self) {
+    pub fn stop(&self) {
         let mut state = self.shared.lock();
-        state.shut_down = true;
+        state.stopped = true;
         let ended = std::mem::take(&mut state.subscribers).len();
         drop(state);
         if !self.shared.stopped.is_cancelled() {
@@ -241,11 +241,11 @@ impl FanOut {
         self.shared.stopped.cancel();
     }
 
-    pub fn is_shut_down(&self) -> bool {
+    pub fn is_stopped(&self) -> bool {
         self.shared.stopped.is_cancelled()
     }
 
-    /// Completes once [`FanOut::shutdown`] has been called.
+    /// Completes once [`FanOut::stop`] has been called.
     pub fn stopped(&self) -> WaitForCancellationFutureOwned {
         self.shared.stopped.clone().cancelled_owned()
     }
@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(fanout.clients(), 0);
         assert_eq!(ids(&mut first, 1).await, [Some(1)]);
         assert!(within!(first.next()).is_none());
-        assert!(!fanout.is_shut_down());
+        assert!(!fanout.is_stopped());
         let mut again = fanout.register().unwrap().join(Vec::new(), 0);
         assert_eq!(fanout.deliver(event(2)), 1);
         assert_eq!(ids(&mut again, 1).await, [Some(2)]);
@@ -395,16 +395,16 @@ mod tests {
         let fanout = FanOut::new(8, 8);
         let mut open = fanout.register().unwrap().join(Vec::new(), 0);
         fanout.deliver(event(1));
-        assert!(!fanout.is_shut_down());
-        fanout.shutdown();
-        assert!(fanout.is_shut_down());
+        assert!(!fanout.is_stopped());
+        fanout.stop();
+        assert!(fanout.is_stopped());
         within!(fanout.stopped());
         assert_eq!(ids(&mut open, 1).await, [Some(1)]);
         assert!(within!(open.next()).is_none());
         assert_eq!(fanout.register().err(), Some(SubscribeError::ShuttingDown));
         // A second shutdown changes nothing.
-        fanout.shutdown();
-        assert!(fanout.is_shut_down());
+        fanout.stop();
+        assert!(fanout.is_stopped());
     }
 
     #[test]

@@ -157,11 +157,11 @@ impl Hub {
 
     /// Ends every open stream (each ends after what is already queued for it), refuses new
     /// subscriptions and publications, and completes [`Hub::stopped`].
-    pub fn shutdown(&self) {
-        self.fanout.shutdown();
+    pub fn stop(&self) {
+        self.fanout.stop();
     }
 
-    /// Completes once [`Hub::shutdown`] has been called.
+    /// Completes once [`Hub::stop`] has been called.
     pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self.fanout.stopped()
     }
@@ -462,7 +462,7 @@ mod tests {
         publish(&hub, "queued").await;
         // Delivered (for the shared log, the reader has handed it over) before shutdown.
         take(&mut watcher, 1).await;
-        hub.shutdown();
+        hub.stop();
         hub.stopped().await;
         assert_eq!(within!(sub.next()).map(|e| e.id()), Some(Some(1)));
         assert!(within!(sub.next()).is_none());

@@ -1,5 +1,6 @@
 //! What every sse-examples server shares, so that each example holds only its framework's glue:
 //!
+//! - [`framework`]: which example is running, as its `Cargo.toml` describes it;
 //! - [`config`]: the settings from the environment (and flags), with the contract's errors;
 //! - [`log`]: the event log — ids, replay and idempotency keys — in memory or shared in Redis;
 //! - [`fanout`]: this process's open streams, the per-client lag limit, shutdown;
@@ -27,11 +28,14 @@ macro_rules! within {
     };
 }
 
+use std::sync::LazyLock;
+
 pub mod app;
 pub mod config;
 pub mod encode;
 pub mod error;
 pub mod fanout;
+pub mod framework;
 pub mod hub;
 pub mod hyper_server;
 pub mod log;
@@ -41,10 +45,11 @@ pub mod server;
 pub mod stream;
 
 pub use app::{Accepted, App, SHUTDOWN_GRACE, TriggerHead};
-pub use config::{Config, EventLogSetting, Framework};
+pub use config::{Config, EventLogSetting};
 pub use encode::{EventName, HEARTBEAT, payload_text, retry_block};
 pub use error::{ApiError, ERROR_CONTENT_TYPE};
 pub use fanout::{Event, Subscription};
+pub use framework::Framework;
 pub use hub::{Hub, HubLimits};
 pub use metrics::METRICS_CONTENT_TYPE;
 pub use request::MAX_TRIGGER_BODY;
@@ -64,5 +69,15 @@ pub const CORS_ALLOW_HEADERS: &str = "content-type, authorization, last-event-id
 /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`), in seconds.
 pub const CORS_MAX_AGE_SECS: u32 = 86_400;
 
-/// The demo page served at `GET /`.
-pub const DEMO_PAGE: &str = include_str!("../../web-demo/index.html");
+/// The demo page served at `GET /`: `web-demo/index.html` with the list of frameworks it loads
+/// from `frameworks.js` (beside it on disk) written into the page.
+pub static DEMO_PAGE: LazyLock<String> = LazyLock::new(|| {
+    const PAGE: &str = include_str!("../../web-demo/index.html");
+    const LIST: &str = include_str!("../../web-demo/frameworks.js");
+    const TAG: &str = r#"<script src="frameworks.js"></script>"#;
+    assert!(
+        PAGE.contains(TAG),
+        "web-demo/index.html loads frameworks.js"
+    );
+    PAGE.replacen(TAG, &format!("<script>\n{LIST}</script>"), 1)
+});

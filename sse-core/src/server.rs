@@ -9,8 +9,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::config::{Config, Framework};
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::framework::Framework;
 use crate::log::redis::{START_TIMEOUT, StartError};
 
 /// How long a client may take to send a request head (request line and headers), so that a
@@ -40,7 +41,7 @@ pub struct Started {
     /// Bound and non-blocking.
     pub listener: TcpListener,
     /// Completes on SIGINT or SIGTERM (handlers already installed), once every event stream has
-    /// been ended ([`App::shutdown`]): a framework's graceful shutdown waits for open responses,
+    /// been ended ([`App::stop`]): a framework's graceful shutdown waits for open responses,
     /// and an event stream never ends by itself. Hand it to the framework as its shutdown signal.
     pub stopping: Stopping,
 }
@@ -158,7 +159,7 @@ pub fn stopping(app: &App) -> Stopping {
     let signal = shutdown_signal();
     Box::pin(async move {
         signal.await;
-        app.shutdown();
+        app.stop();
     })
 }
 

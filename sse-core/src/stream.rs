@@ -14,7 +14,8 @@ use tokio::time::{Instant, Sleep, sleep};
 use crate::encode::{HEARTBEAT, retry_block};
 use crate::fanout::Subscription;
 
-/// See the module documentation.
+/// The `/events` body: a `Stream` of byte chunks (the `retry:` block, events, heartbeats) that
+/// ends with its subscription.
 pub struct EventStreamBody {
     retry: Option<Bytes>,
     subscription: Subscription,
@@ -112,7 +113,7 @@ mod tests {
         assert_eq!(within!(body.next()).unwrap(), ":\n\n");
         assert_eq!(after_event.elapsed(), Duration::from_secs(15));
 
-        hub.shutdown();
+        hub.stop();
         assert!(within!(body.next()).is_none());
     }
 }

@@ -45,6 +45,21 @@ pub fn build(package: &str, target: Target<'_>) -> PathBuf {
     path
 }
 
+/// Every example server of the workspace (`examples/*`, as each `Cargo.toml` describes it).
+pub fn examples() -> Vec<sse_core::Framework> {
+    sse_core::Framework::all()
+}
+
+/// The runtime a test of a harness of its own (libtest-mimic) runs in: like
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
     Bin(&'a str),

@@ -18,20 +18,15 @@ use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, ThinData};
-use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Responder, ResponseError};
+use actix_web::{
+    HttpRequest, HttpResponse, HttpServer, Resource, Responder, ResponseError, Route, guard,
+};
 use actix_web_lab::sse;
 use futures_util::StreamExt;
 use sse_core::server::{Started, start};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_HEAD_TIMEOUT,
-    read_body_in_time,
-};
-
-const FRAMEWORK: Framework = Framework {
-    name: "actix-web",
-    package: "actix-web-example",
-    default_port: 3002,
+    EVENT_STREAM_HEADERS, METRICS_CONTENT_TYPE, REQUEST_HEAD_TIMEOUT, read_body_in_time,
 };
 
 #[actix_web::main]
@@ -40,7 +35,7 @@ async fn main() -> std::io::Result<()> {
         app,
         listener,
         stopping,
-    } = start(FRAMEWORK).await;
+    } = start(sse_core::this_framework!()).await;
 
     let routes = {
         let app = app.clone();
@@ -51,11 +46,11 @@ async fn main() -> std::io::Result<()> {
                     header::ACCESS_CONTROL_ALLOW_ORIGIN,
                     app.config.cors_origin.as_str(),
                 )))
-                .service(resource("/", "GET").get(demo_page))
-                .service(resource("/events", "GET").get(events))
+                .service(resource("/", "GET, HEAD").route(get_or_head().to(demo_page)))
+                .service(resource("/events", "GET, HEAD").route(get_or_head().to(events)))
                 .service(resource("/trigger", "POST").post(trigger))
-                .service(resource("/health", "GET").get(health))
-                .service(resource("/metrics", "GET").get(metrics))
+                .service(resource("/health", "GET, HEAD").route(get_or_head().to(health)))
+                .service(resource("/metrics", "GET, HEAD").route(get_or_head().to(metrics)))
                 .default_service(web::to(not_found))
         }
     };
@@ -96,21 +91,25 @@ fn resource(path: &str, allow: &'static str) -> Resource {
         }))
         .default_service(web::to(move |request: HttpRequest| async move {
             let method = request.method().as_str();
-            ErrorResponse(ApiError::method_not_allowed(method, request.path(), allow))
-                .error_response()
+            JsonError(ApiError::method_not_allowed(method, request.path(), allow)).error_response()
         }))
+}
+
+/// actix-web routes `HEAD` only where asked to (and then sends the head without the body).
+fn get_or_head() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 async fn demo_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::html())
-        .body(DEMO_PAGE)
+        .body(DEMO_PAGE.as_str())
 }
 
 async fn events(
     ThinData(app): ThinData<App>,
     request: HttpRequest,
-) -> Result<impl Responder, ErrorResponse> {
+) -> Result<impl Responder, JsonError> {
     let last_event_id = request
         .headers()
         .get("last-event-id")
@@ -141,20 +140,21 @@ async fn trigger(
     ThinData(app): ThinData<App>,
     request: HttpRequest,
     body: web::Payload,
-) -> Result<HttpResponse, ErrorResponse> {
-    let headers = request.headers();
-    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
-    // A raw `Payload`, read only now: the `Json` and `Bytes` extractors would read (and size)
-    // the body before the handler runs, answering 413 ahead of 401 and 415. actix-web has no
-    // body timeout of its own, hence the shared one (408).
-    let body = read_body_in_time(async {
-        body.to_bytes_limited(MAX_TRIGGER_BODY)
-            .await
-            .map_err(|_| ApiError::payload_too_large(MAX_TRIGGER_BODY))?
-            .map_err(|_| ApiError::unreadable_body())
-    })
-    .await;
-    let accepted = app.publish_trigger(head, body).await?;
+) -> Result<HttpResponse, JsonError> {
+    let headers = |name: &str| request.headers().get(name).map(HeaderValue::as_bytes);
+    // A raw `Payload`, read only when `App::trigger` asks: the `Json` and `Bytes` extractors
+    // would read (and size) the body before the handler runs, answering 413 ahead of 401 and
+    // 415. actix-web has no body timeout of its own, hence the shared one (408).
+    let accepted = app
+        .trigger(headers, |limit| {
+            read_body_in_time(async move {
+                body.to_bytes_limited(limit)
+                    .await
+                    .map_err(|_| ApiError::payload_too_large(limit))?
+                    .map_err(|_| ApiError::unreadable_body())
+            })
+        })
+        .await?;
     Ok(HttpResponse::Accepted()
         .content_type(ContentType::json())
         .body(accepted.body()))
@@ -173,27 +173,28 @@ async fn metrics(ThinData(app): ThinData<App>) -> HttpResponse {
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {
-    ErrorResponse(ApiError::not_found(request.path())).error_response()
+    JsonError(ApiError::not_found(request.path())).error_response()
 }
 
 /// The contract's JSON error as an actix-web error (its default `ResponseError` body is text).
 #[derive(Debug)]
-struct ErrorResponse(ApiError);
+struct JsonError(ApiError);
 
-impl From<ApiError> for ErrorResponse {
+impl From<ApiError> for JsonError {
     fn from(error: ApiError) -> Self {
         Self(error)
     }
 }
 
-impl fmt::Display for ErrorResponse {
+impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl ResponseError for ErrorResponse {
+impl ResponseError for JsonError {
     fn status_code(&self) -> StatusCode {
+        // actix-web has `http` 0.2's `StatusCode`; `ApiError`'s statuses are all valid.
         StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 

@@ -24,33 +24,27 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use futures_util::StreamExt;
 use sse_core::{
-    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
+    METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
 };
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
 
-pub const FRAMEWORK: Framework = Framework {
-    name: "axum",
-    package: "axum-example",
-    default_port: 3001,
-};
-
 /// Every route of the contract, with its CORS and its JSON errors.
-pub fn router(app: App) -> Router {
+pub fn routes(app: App) -> Router {
     let origin = HeaderValue::from_str(&app.config.cors_origin).expect("CORS_ORIGIN was validated");
     Router::new()
         .route(
             "/",
-            with_cors(get(demo_page), &[Method::GET, Method::HEAD], &origin),
+            resource(get(demo_page), &[Method::GET, Method::HEAD], &origin),
         )
         .route(
             "/events",
-            with_cors(get(events), &[Method::GET, Method::HEAD], &origin),
+            resource(get(events), &[Method::GET, Method::HEAD], &origin),
         )
         .route(
             "/trigger",
-            with_cors(
+            resource(
                 // A body that has not arrived in full by the deadline fails to read (408).
                 post(trigger).layer(RequestBodyDeadlineLayer::new(REQUEST_BODY_TIMEOUT)),
                 &[Method::POST],
@@ -59,11 +53,11 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/health",
-            with_cors(get(health), &[Method::GET, Method::HEAD], &origin),
+            resource(get(health), &[Method::GET, Method::HEAD], &origin),
         )
         .route(
             "/metrics",
-            with_cors(get(metrics), &[Method::GET, Method::HEAD], &origin),
+            resource(get(metrics), &[Method::GET, Method::HEAD], &origin),
         )
         .fallback(not_found)
         .layer(middleware::from_fn(preflight_no_content))
@@ -71,7 +65,7 @@ pub fn router(app: App) -> Router {
 }
 
 /// A route's CORS (its own methods in the preflight) and its JSON 405 with `Allow`.
-fn with_cors(
+fn resource(
     route: MethodRouter<App>,
     methods: &[Method],
     origin: &HeaderValue,
@@ -94,7 +88,7 @@ fn with_cors(
         .max_age(Duration::from_secs(CORS_MAX_AGE_SECS.into()));
     route
         .fallback(move |method: Method, uri: Uri| async move {
-            ErrorResponse(ApiError::method_not_allowed(
+            JsonError(ApiError::method_not_allowed(
                 method.as_str(),
                 uri.path(),
                 allow,
@@ -114,14 +108,14 @@ async fn preflight_no_content(request: Request, next: Next) -> Response {
 }
 
 async fn demo_page() -> Html<&'static str> {
-    Html(DEMO_PAGE)
+    Html(DEMO_PAGE.as_str())
 }
 
 async fn events(
     State(app): State<App>,
     headers: HeaderMap,
     uri: Uri,
-) -> Result<Response, ErrorResponse> {
+) -> Result<Response, JsonError> {
     let last_event_id = headers.get("last-event-id").map(HeaderValue::as_bytes);
     let subscription = app.subscribe(last_event_id, uri.query()).await?;
     // axum's own `Sse` cannot send an event whose data is empty (it writes no `data:` line) and
@@ -131,23 +125,23 @@ async fn events(
     Ok((EVENT_STREAM_HEADERS, body).into_response())
 }
 
-async fn trigger(State(app): State<App>, request: Request) -> Result<Response, ErrorResponse> {
-    let headers = request.headers();
-    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
-    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
-    let body = axum::body::to_bytes(request.into_body(), MAX_TRIGGER_BODY)
-        .await
-        .map_err(|error| {
-            let error = error.into_inner();
-            if error.is::<http_body_util::LengthLimitError>() {
-                ApiError::payload_too_large(MAX_TRIGGER_BODY)
-            } else if caused_by::<TimeoutError>(&*error) {
-                ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
-            } else {
-                ApiError::unreadable_body()
-            }
-        });
-    let accepted = app.publish_trigger(head, body).await?;
+async fn trigger(State(app): State<App>, request: Request) -> Result<Response, JsonError> {
+    let (head, body) = request.into_parts();
+    let headers = |name: &str| head.headers.get(name).map(HeaderValue::as_bytes);
+    let accepted = app
+        .trigger(headers, |limit| async move {
+            axum::body::to_bytes(body, limit).await.map_err(|error| {
+                let error = error.into_inner();
+                if error.is::<http_body_util::LengthLimitError>() {
+                    ApiError::payload_too_large(limit)
+                } else if caused_by::<TimeoutError>(&*error) {
+                    ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
+                } else {
+                    ApiError::unreadable_body()
+                }
+            })
+        })
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         [(CONTENT_TYPE, "application/json")],
@@ -179,31 +173,20 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
 /// Unknown paths get no CORS layer (a preflight there is a 404 too), only the origin header.
 async fn not_found(State(app): State<App>, uri: Uri) -> impl IntoResponse {
     let origin = [(ACCESS_CONTROL_ALLOW_ORIGIN, app.config.cors_origin.clone())];
-    (origin, ErrorResponse(ApiError::not_found(uri.path())))
+    (origin, JsonError(ApiError::not_found(uri.path())))
 }
 
 /// The contract's JSON error as an axum response.
-struct ErrorResponse(ApiError);
+struct JsonError(ApiError);
 
-impl From<ApiError> for ErrorResponse {
+impl From<ApiError> for JsonError {
     fn from(error: ApiError) -> Self {
         Self(error)
     }
 }
 
-impl IntoResponse for ErrorResponse {
+impl IntoResponse for JsonError {
     fn into_response(self) -> Response {
-        let ApiError {
-            status, headers, ..
-        } = &self.0;
-        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response =
-            (status, [(CONTENT_TYPE, ERROR_CONTENT_TYPE)], self.0.body()).into_response();
-        for (name, value) in headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                response.headers_mut().insert(*name, value);
-            }
-        }
-        response
+        Response::from(self.0)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Shows: a streaming `/events` body fed by the shared hub, request guards and managed state,
 //! the trigger's checks in the contract's order with the body read through `Data::open(limit)`,
-//! hand-made routes for Rocket's missing 405 and CORS preflight, catchers that answer JSON,
+//! hand-made routes for Rocket's missing 405 and CORS preflight (`other_methods.rs`), catchers
+//! that answer JSON,
 //! a response fairing for `Access-Control-Allow-Origin`, and (in `main.rs`) a graceful shutdown
 //! that ends every stream from Rocket's shutdown fairing.
 //!
@@ -16,54 +17,32 @@ use std::io::Cursor;
 use rocket::data::{Data, ToByteUnit};
 use rocket::fairing::AdHoc;
 use rocket::http::uri::Origin;
-use rocket::http::{ContentType, Header, HeaderMap, Method, Status};
+use rocket::http::{ContentType, Header, HeaderMap, Status};
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::content::{RawHtml, RawJson};
 use rocket::response::stream::ByteStream;
 use rocket::response::{self, Responder, Response};
-use rocket::route::{self, Handler, Route};
 use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
 use sse_core::{
-    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, EventStreamBody, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE,
-    read_body_in_time,
+    ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, EventStreamBody,
+    METRICS_CONTENT_TYPE, read_body_in_time,
 };
 
-pub const FRAMEWORK: Framework = Framework {
-    name: "rocket",
-    package: "rocket-example",
-    default_port: 3004,
-};
+use crate::other_methods::resource;
 
-/// Every path of the contract and the methods it answers (`HEAD` is Rocket's, from `GET`).
-const PATHS: [(&str, &str); 5] = [
-    ("/", "GET, HEAD"),
-    ("/events", "GET, HEAD"),
-    ("/trigger", "POST"),
-    ("/health", "GET, HEAD"),
-    ("/metrics", "GET, HEAD"),
-];
-
-/// Every method Rocket knows (it answers any other with 400 before routing).
-const METHODS: [Method; 9] = [
-    Method::Get,
-    Method::Head,
-    Method::Post,
-    Method::Put,
-    Method::Delete,
-    Method::Patch,
-    Method::Options,
-    Method::Trace,
-    Method::Connect,
-];
+mod other_methods;
 
 /// Every route of the contract, with its CORS and its JSON errors. Configuration, signals and
 /// the startup banner are the process's business (`main.rs`).
-pub fn rocket(app: App) -> Rocket<Build> {
+pub fn routes(app: App) -> Rocket<Build> {
     let origin = app.config.cors_origin.clone();
     rocket::build()
         .mount("/", routes![demo_page, events, trigger, health, metrics])
-        .mount("/", other_methods())
+        .mount("/", resource("/", "GET, HEAD"))
+        .mount("/", resource("/events", "GET, HEAD"))
+        .mount("/", resource("/trigger", "POST"))
+        .mount("/", resource("/health", "GET, HEAD"))
+        .mount("/", resource("/metrics", "GET, HEAD"))
         .register("/", catchers![not_found, other_error])
         .attach(AdHoc::on_response("CORS origin", move |_, response| {
             let origin = origin.clone();
@@ -76,7 +55,7 @@ pub fn rocket(app: App) -> Rocket<Build> {
 
 #[get("/")]
 fn demo_page() -> RawHtml<&'static str> {
-    RawHtml(DEMO_PAGE)
+    RawHtml(DEMO_PAGE.as_str())
 }
 
 #[get("/events")]
@@ -97,37 +76,35 @@ async fn trigger(
     headers: Headers<'_>,
     body: Data<'_>,
 ) -> Result<(Status, RawJson<String>), JsonError> {
-    let head = app.check_trigger_headers(|name| headers.0.get_one(name).map(str::as_bytes))?;
-    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    let header = |name: &str| headers.0.get_one(name).map(str::as_bytes);
     // Rocket has no body timeout of its own, hence the shared one (408). It covers what the
     // handler reads; a body stalled within its first bytes stalls in Rocket's pre-routing peek,
     // before this runs, and is never answered (docs/faults.md).
-    let body = read_body_in_time(async {
-        let body = body
-            .open(MAX_TRIGGER_BODY.bytes())
-            .into_bytes()
-            .await
-            .map_err(|_| ApiError::unreadable_body())?;
-        if !body.is_complete() {
-            return Err(ApiError::payload_too_large(MAX_TRIGGER_BODY));
-        }
-        // Rocket peeks at the first bytes of every body before routing and, when the client
-        // goes away mid-body, keeps what it got as if it were all: a body shorter than declared
-        // is cut.
-        let declared = headers
-            .0
-            .get_one("content-length")
-            .and_then(|n| n.trim().parse().ok());
-        match declared.filter(|&declared: &usize| declared != body.len()) {
-            Some(declared) => Err(ApiError::bad_request(format!(
-                "the request body ended after {} bytes, before the {declared} its Content-Length declared",
-                body.len()
-            ))),
-            None => Ok(body.into_inner()),
-        }
-    })
-    .await;
-    let accepted = app.publish_trigger(head, body).await?;
+    let read_body = |limit: usize| {
+        read_body_in_time(async move {
+            let body = body
+                .open(limit.bytes())
+                .into_bytes()
+                .await
+                .map_err(|_| ApiError::unreadable_body())?;
+            if !body.is_complete() {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            // Rocket peeks at the first bytes of every body before routing and, when the client
+            // goes away mid-body, keeps what it got as if it were all: a body shorter than
+            // declared is cut.
+            let declared = header("content-length")
+                .and_then(|n| std::str::from_utf8(n).ok()?.trim().parse().ok());
+            match declared.filter(|&declared: &usize| declared != body.len()) {
+                Some(declared) => Err(ApiError::bad_request(format!(
+                    "the request body ended after {} bytes, before the {declared} its Content-Length declared",
+                    body.len()
+                ))),
+                None => Ok(body.into_inner()),
+            }
+        })
+    };
+    let accepted = app.trigger(header, read_body).await?;
     Ok((Status::Accepted, RawJson(accepted.body())))
 }
 
@@ -140,48 +117,6 @@ async fn health(app: &State<App>) -> RawJson<String> {
 fn metrics(app: &State<App>) -> (ContentType, String) {
     let content_type = ContentType::parse_flexible(METRICS_CONTENT_TYPE);
     (content_type.expect("a valid media type"), app.metrics())
-}
-
-/// Rocket routes on the method first and answers a method no route takes with 404, and it has
-/// no CORS of its own: so every path gets a route for each of its other methods, answering
-/// `OPTIONS` with the preflight and the rest with a JSON 405 and `Allow`.
-fn other_methods() -> Vec<Route> {
-    PATHS
-        .into_iter()
-        .flat_map(|(path, allow)| {
-            METHODS
-                .into_iter()
-                .filter(move |method| !allow.split(", ").any(|m| m == method.as_str()))
-                .map(move |method| Route::new(method, path, OtherMethods { allow }))
-        })
-        .collect()
-}
-
-#[derive(Clone)]
-struct OtherMethods {
-    allow: &'static str,
-}
-
-#[rocket::async_trait]
-impl Handler for OtherMethods {
-    async fn handle<'r>(&self, request: &'r Request<'_>, _: Data<'r>) -> route::Outcome<'r> {
-        if request.method() == Method::Options {
-            return route::Outcome::Success(
-                Response::build()
-                    .status(Status::NoContent)
-                    .raw_header("access-control-allow-methods", self.allow)
-                    .raw_header("access-control-allow-headers", CORS_ALLOW_HEADERS)
-                    .raw_header("access-control-max-age", CORS_MAX_AGE_SECS.to_string())
-                    .finalize(),
-            );
-        }
-        let error = ApiError::method_not_allowed(
-            request.method().as_str(),
-            request.uri().path().as_str(),
-            self.allow,
-        );
-        route::Outcome::from(request, JsonError(error))
-    }
 }
 
 /// Rocket's own catchers answer HTML (or JSON only when `Accept` prefers it).

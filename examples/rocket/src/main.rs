@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use rocket::fairing::AdHoc;
 use rocket::tokio;
-use rocket_example::{FRAMEWORK, rocket};
+use rocket_example::routes;
+use sse_core::Framework;
 use sse_core::server::{Startup, Unbound, announce};
 
 #[rocket::main]
@@ -15,7 +16,8 @@ async fn main() {
     // release profile does, unless RUST_LOG asks for Rocket by name. Rocket binds its own
     // listener and takes none from outside, so sse-core only checks that the port is free (a
     // port in use gets the contract's one-line answer before Rocket starts).
-    let Unbound { app, stopping } = Startup::new(FRAMEWORK)
+    let framework = sse_core::this_framework!();
+    let Unbound { app, stopping } = Startup::new(framework)
         .adjust(|config| {
             if !config.log_filter.contains("rocket") {
                 config.log_filter.push_str(",rocket=warn");
@@ -41,7 +43,7 @@ async fn main() {
                 ..Default::default()
             },
         ));
-    let rocket = rocket(app.clone())
+    let rocket = routes(app.clone())
         .configure(figment)
         // Port 0 becomes a real port only when Rocket binds, just before liftoff.
         .attach(AdHoc::on_liftoff("announce", {
@@ -55,7 +57,7 @@ async fn main() {
         }));
     let rocket = match rocket.ignite().await {
         Ok(rocket) => rocket,
-        Err(error) => exit_with(error),
+        Err(error) => exit_with(framework, error),
     };
     // Rocket gives open responses grace + mercy and then cuts them off mid-body, and an event
     // stream never ends by itself: `stopping` has ended them all cleanly before Rocket begins.
@@ -66,12 +68,12 @@ async fn main() {
     });
 
     tokio::select! {
-        result = rocket.launch() => if let Err(error) = result { exit_with(error) },
+        result = rocket.launch() => if let Err(error) = result { exit_with(framework, error) },
         () = app.shutdown_deadline() => {}
     }
 }
 
-fn exit_with(error: rocket::Error) -> ! {
-    eprintln!("{}: {error}", FRAMEWORK.package);
+fn exit_with(framework: Framework, error: rocket::Error) -> ! {
+    eprintln!("{}: {error}", framework.package);
     std::process::exit(1)
 }

@@ -24,15 +24,8 @@ use salvo::prelude::*;
 use salvo::sse::{SseEvent, SseKeepAlive};
 use sse_core::server::{Started, start};
 use sse_core::{
-    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
-    REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
-};
-
-const FRAMEWORK: Framework = Framework {
-    name: "salvo",
-    package: "salvo-example",
-    default_port: 3006,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
+    METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
 };
 
 #[tokio::main]
@@ -41,7 +34,7 @@ async fn main() {
         app,
         listener,
         stopping,
-    } = start(FRAMEWORK).await;
+    } = start(sse_core::this_framework!()).await;
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
 
@@ -59,18 +52,22 @@ async fn main() {
         stopping.await;
         handle.stop_graceful(SHUTDOWN_GRACE);
     });
-    server.serve(service(app)).await;
+    server.serve(routes(app)).await;
 }
 
 /// Every route of the contract, with its CORS and its JSON errors.
-fn service(app: App) -> Service {
+fn routes(app: App) -> Service {
     let origin = HeaderValue::from_str(&app.config.cors_origin).expect("CORS_ORIGIN was validated");
     let router = Router::new()
         .hoop(affix_state::inject(app))
-        .push(resource(Router::new().get(demo_page), "GET", &origin))
         .push(resource(
-            Router::with_path("events").get(events),
-            "GET",
+            Router::new().get(demo_page).head(demo_page),
+            "GET, HEAD",
+            &origin,
+        ))
+        .push(resource(
+            Router::with_path("events").get(events).head(events),
+            "GET, HEAD",
             &origin,
         ))
         .push(resource(
@@ -79,28 +76,30 @@ fn service(app: App) -> Service {
             &origin,
         ))
         .push(resource(
-            Router::with_path("health").get(health),
-            "GET",
+            Router::with_path("health").get(health).head(health),
+            "GET, HEAD",
             &origin,
         ))
         .push(resource(
-            Router::with_path("metrics").get(metrics),
-            "GET",
+            Router::with_path("metrics").get(metrics).head(metrics),
+            "GET, HEAD",
             &origin,
         ))
         .push(Router::with_path("{**rest}").goal(NotFound(origin)));
     Service::new(router)
 }
 
-/// One path: its CORS (its own method in the preflight) and a JSON 405 with `Allow` for every
+/// One path: its CORS (its own methods in the preflight) and a JSON 405 with `Allow` for every
 /// other method. salvo-cors asks to sit on the `Service` because a preflight matches no route;
 /// here the path's goal takes every other method, OPTIONS included, so the preflight reaches
 /// this path's `Cors` and gets this path's methods.
 fn resource(router: Router, allow: &'static str, origin: &HeaderValue) -> Router {
-    let method = Method::from_bytes(allow.as_bytes()).expect("a standard method");
+    let methods = allow
+        .split(", ")
+        .map(|method| Method::from_bytes(method.as_bytes()).expect("a standard method"));
     let cors = Cors::new()
         .allow_origin(origin.clone())
-        .allow_methods(method)
+        .allow_methods(methods.collect::<Vec<_>>())
         .allow_headers(
             CORS_ALLOW_HEADERS
                 .split(", ")
@@ -127,7 +126,7 @@ impl OtherMethods {
         } else {
             let path = req.uri().path();
             let error = ApiError::method_not_allowed(req.method().as_str(), path, self.allow);
-            res.render(ErrorResponse(error));
+            res.render(JsonError(error));
         }
     }
 }
@@ -140,11 +139,11 @@ fn state(depot: &Depot) -> &App {
 
 #[handler]
 fn demo_page() -> Text<&'static str> {
-    Text::Html(DEMO_PAGE)
+    Text::Html(DEMO_PAGE.as_str())
 }
 
 #[handler]
-async fn events(req: &Request, depot: &Depot, res: &mut Response) -> Result<(), ErrorResponse> {
+async fn events(req: &Request, depot: &Depot, res: &mut Response) -> Result<(), JsonError> {
     let app = state(depot);
     let last_event_id = req
         .headers()
@@ -180,26 +179,27 @@ async fn events(req: &Request, depot: &Depot, res: &mut Response) -> Result<(), 
 async fn trigger(
     req: &mut Request,
     depot: &Depot,
-) -> Result<(StatusCode, Text<String>), ErrorResponse> {
-    let app = state(depot);
-    let headers = req.headers();
-    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
-    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
-    let body = req
-        .payload_with_max_size(MAX_TRIGGER_BODY)
-        .await
-        .map_err(|error| match error {
-            ParseError::PayloadTooLarge => ApiError::payload_too_large(MAX_TRIGGER_BODY),
-            ParseError::Other(error)
-                if error
-                    .downcast_ref::<io::Error>()
-                    .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut) =>
-            {
-                ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
-            }
-            _ => ApiError::unreadable_body(),
-        });
-    let accepted = app.publish_trigger(head, body).await?;
+) -> Result<(StatusCode, Text<String>), JsonError> {
+    // Cloned: reading the body needs the request mutably.
+    let headers = req.headers().clone();
+    let headers = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    let accepted = state(depot)
+        .trigger(headers, |limit| async move {
+            req.payload_with_max_size(limit)
+                .await
+                .map_err(|error| match error {
+                    ParseError::PayloadTooLarge => ApiError::payload_too_large(limit),
+                    ParseError::Other(error)
+                        if error
+                            .downcast_ref::<io::Error>()
+                            .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut) =>
+                    {
+                        ApiError::request_timeout(REQUEST_BODY_TIMEOUT)
+                    }
+                    _ => ApiError::unreadable_body(),
+                })
+        })
+        .await?;
     Ok((StatusCode::ACCEPTED, Text::Json(accepted.body())))
 }
 
@@ -224,32 +224,24 @@ impl NotFound {
     fn handle(&self, req: &Request, res: &mut Response) {
         res.headers_mut()
             .insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.0.clone());
-        res.render(ErrorResponse(ApiError::not_found(req.uri().path())));
+        res.render(JsonError(ApiError::not_found(req.uri().path())));
     }
 }
 
 /// The contract's JSON error as a salvo `Scribe`.
-struct ErrorResponse(ApiError);
+struct JsonError(ApiError);
 
-impl From<ApiError> for ErrorResponse {
+impl From<ApiError> for JsonError {
     fn from(error: ApiError) -> Self {
         Self(error)
     }
 }
 
-impl Scribe for ErrorResponse {
+impl Scribe for JsonError {
     fn render(self, res: &mut Response) {
-        let ApiError {
-            status, headers, ..
-        } = &self.0;
-        res.status_code(StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-        for (name, value) in headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                res.headers_mut().insert(*name, value);
-            }
-        }
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
-        res.body(self.0.body());
+        let (head, body) = http::Response::<String>::from(self.0).into_parts();
+        res.status_code(head.status);
+        res.headers_mut().extend(head.headers);
+        res.body(body);
     }
 }

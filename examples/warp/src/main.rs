@@ -20,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use sse_core::hyper_server::serve_http1;
 use sse_core::server::start;
 use sse_core::{
-    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, ERROR_CONTENT_TYPE,
-    EVENT_STREAM_HEADERS, Framework, MAX_TRIGGER_BODY, METRICS_CONTENT_TYPE, read_body_in_time,
+    ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
+    METRICS_CONTENT_TYPE, read_body_in_time,
 };
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -32,15 +32,9 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
-const FRAMEWORK: Framework = Framework {
-    name: "warp",
-    package: "warp-example",
-    default_port: 3003,
-};
-
 #[tokio::main]
 async fn main() {
-    let started = start(FRAMEWORK).await;
+    let started = start(sse_core::this_framework!()).await;
     let service = warp::service(routes(started.app.clone()));
     // warp's filters as a tower service on hyper's own connection builder, because
     // `warp::serve` gives hyper no timer and so no request-head timeout.
@@ -55,7 +49,7 @@ fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> 
     let app = warp::any().map(move || app.clone());
     let get_or_head = || warp::get().or(warp::head()).unify();
 
-    let demo = get_or_head().map(|| warp::reply::html(DEMO_PAGE));
+    let demo = get_or_head().map(|| warp::reply::html(DEMO_PAGE.as_str()));
     let events = get_or_head()
         .and(app.clone())
         .and(warp::header::headers_cloned())
@@ -155,12 +149,14 @@ async fn trigger(
     headers: HeaderMap,
     body: impl Stream<Item = Result<impl Buf, warp::Error>>,
 ) -> Result<Response, JsonError> {
-    let head = app.check_trigger_headers(|name| headers.get(name).map(HeaderValue::as_bytes))?;
-    // Read the body only now, so that 401 and 415 win over 413 as the contract orders them.
+    let headers = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
     // warp's body filters have no limit of their own, and `content_length_limit` answers 411
     // to a chunked body, so the limit is counted here while reading; nor a timeout (408).
-    let body = read_body_in_time(read_at_most(body, MAX_TRIGGER_BODY)).await;
-    let accepted = app.publish_trigger(head, body).await?;
+    let accepted = app
+        .trigger(headers, |limit| {
+            read_body_in_time(read_at_most(body, limit))
+        })
+        .await?;
     let reply = warp::reply::with_status(warp::reply::json(&accepted), StatusCode::ACCEPTED);
     Ok(reply.into_response())
 }
@@ -200,16 +196,6 @@ impl From<ApiError> for JsonError {
 
 impl Reply for JsonError {
     fn into_response(self) -> Response {
-        let mut response = Response::new(self.0.body().into());
-        *response.status_mut() =
-            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
-        for (name, value) in &self.0.headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(*name, value);
-            }
-        }
-        response
+        Response::from(self.0)
     }
 }

@@ -111,7 +111,7 @@ impl EventLog {
         text: String,
         once: Option<Idempotency>,
     ) -> Result<Appended, AppendError> {
-        if fanout.is_shut_down() {
+        if fanout.is_stopped() {
             return Err(AppendError::ShuttingDown);
         }
         let appended = match self {
@@ -125,7 +125,7 @@ impl EventLog {
     /// Publishes the next tick (`{"tick":K,"time":…}`) if this instance holds the clock;
     /// `None` when another instance does.
     pub async fn tick(&self, fanout: &FanOut, at: SystemTime) -> Result<Option<u64>, AppendError> {
-        if fanout.is_shut_down() {
+        if fanout.is_stopped() {
             return Err(AppendError::ShuttingDown);
         }
         match self {
