@@ -37,8 +37,10 @@ pub async fn shutdown(ctx: &Ctx) -> Checked {
             "stream answered {}",
             stream.head.describe()
         );
+        // Read until the stream ends; how long that may take is counted from the SIGTERM below
+        // (opening a thousand streams can itself take seconds on a loaded machine).
         readers.push(tokio::spawn(async move {
-            let _ = stream.read_to_end(Duration::from_secs(10)).await;
+            let _ = stream.read_to_end(Duration::from_secs(300)).await;
             stream.end
         }));
     }
@@ -46,9 +48,19 @@ pub async fn shutdown(ctx: &Ctx) -> Checked {
     let signalled = Instant::now();
     let status = server.wait(Duration::from_secs(5)).await;
     let took = signalled.elapsed();
+    // Once the process is gone every socket is closed, so a stream still unended by then has
+    // only to be read to its close.
+    let deadline = tokio::time::Instant::from_std(signalled) + Duration::from_secs(10);
     let mut ends = (0, 0, 0, 0);
-    for reader in readers {
-        match reader.await.map_err(|e| e.to_string())? {
+    for mut reader in readers {
+        let end = match tokio::time::timeout_at(deadline, &mut reader).await {
+            Ok(end) => end.map_err(|e| e.to_string())?,
+            Err(_) => {
+                reader.abort();
+                None
+            }
+        };
+        match end {
             Some(BodyEnd::Clean) => ends.0 += 1,
             Some(BodyEnd::Truncated) => ends.1 += 1,
             Some(BodyEnd::Reset) => ends.2 += 1,
