@@ -9,7 +9,7 @@ use crate::bench::{
     RSS_PER_IDLE_STREAM_KIB, Results, Sizes, Target,
 };
 use crate::faults::{Outcome, SCENARIOS, Scale};
-use crate::known::limitation;
+use crate::known::explaining;
 
 /// One line saying what machine measured this: CPU model, cores, memory, kernel.
 pub fn machine() -> String {
@@ -98,7 +98,7 @@ pub fn faults(outcomes: &[Outcome], scale: Scale, command: &str) -> String {
                 .iter()
                 .find(|o| o.scenario == *scenario && o.framework == *framework)
                 .map_or("—".to_owned(), |o| {
-                    let mark = match (o.passed, limitation(&o.framework, &o.scenario, scale)) {
+                    let mark = match (o.passed, explaining(o, scale)) {
                         (true, _) => "✅",
                         (false, Some(_)) => "⚠️ known limitation:",
                         (false, None) => "❌",
@@ -125,7 +125,7 @@ pub fn faults(outcomes: &[Outcome], scale: Scale, command: &str) -> String {
             for problem in &outcome.problems {
                 let _ = writeln!(out, "  - ❌ {}", problem.replace('\n', " "));
             }
-            if let Some(known) = limitation(&outcome.framework, &outcome.scenario, scale) {
+            if let Some(known) = explaining(outcome, scale) {
                 let _ = writeln!(out, "  - ⚠️ known limitation: {}", known.why);
             }
         }

@@ -2,7 +2,7 @@
 //! must still fail, so that a fixed one is noticed and taken off the list.
 
 use crate::faults::{Outcome, Scale};
-use crate::known::limitation;
+use crate::known::{explaining, limitation};
 
 pub struct Verdict {
     pub passed: usize,
@@ -24,14 +24,16 @@ impl Verdict {
         };
         for outcome in outcomes {
             let name = format!("{} {}", outcome.framework, outcome.scenario);
-            match (
-                outcome.passed,
-                limitation(&outcome.framework, &outcome.scenario, scale),
-            ) {
-                (true, None) => verdict.passed += 1,
-                (true, Some(_)) => verdict.outdated.push(name),
-                (false, None) => verdict.unexpected.push(name),
-                (false, Some(_)) => verdict.known.push(name),
+            let known = limitation(&outcome.framework, &outcome.scenario, scale);
+            if outcome.passed {
+                match known {
+                    Some(known) if known.always_at.contains(&scale) => verdict.outdated.push(name),
+                    _ => verdict.passed += 1,
+                }
+            } else if explaining(outcome, scale).is_some() {
+                verdict.known.push(name);
+            } else {
+                verdict.unexpected.push(name);
             }
         }
         verdict
@@ -65,5 +67,52 @@ impl Verdict {
                 )
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(framework: &str, scenario: &str, problems: &[&str]) -> Outcome {
+        Outcome {
+            scenario: scenario.into(),
+            framework: framework.into(),
+            passed: problems.is_empty(),
+            summary: String::new(),
+            figures: Vec::new(),
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_limitation_that_shows_always_must_fail_and_one_that_shows_sometimes_may_pass() {
+        let passed = [
+            outcome("rocket", "churn", &[]),
+            outcome("rocket", "slowloris", &[]),
+        ];
+        let ci = Verdict::of(&passed, Scale::Ci);
+        assert_eq!(
+            (ci.passed, ci.outdated.as_slice()),
+            (1, ["rocket slowloris".to_owned()].as_slice())
+        );
+        let full = Verdict::of(&passed, Scale::Full);
+        assert_eq!(full.outdated.len(), 2);
+        assert!(!full.passed());
+
+        let rss = [outcome(
+            "rocket",
+            "churn",
+            &["RSS grew 12.0 % (limit 10 %)"],
+        )];
+        assert!(Verdict::of(&rss, Scale::Ci).passed());
+        assert_eq!(Verdict::of(&rss, Scale::Ci).known.len(), 1);
+        let fds = [outcome(
+            "rocket",
+            "churn",
+            &["RSS grew 12.0 %", "open fds 13 → 40"],
+        )];
+        assert_eq!(Verdict::of(&fds, Scale::Ci).unexpected, ["rocket churn"]);
     }
 }

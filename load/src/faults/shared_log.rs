@@ -206,11 +206,11 @@ impl Publishing {
     }
 }
 
-/// Polls `/health` until `want(status, connected)` holds; how long it took.
+/// Polls `/health` until `want(health)` holds for its JSON body; how long it took.
 async fn wait_health(
     subject: &Subject,
     timeout: Duration,
-    want: impl Fn(&str, bool) -> bool,
+    want: impl Fn(&serde_json::Value) -> bool,
 ) -> Result<Duration, String> {
     let began = Instant::now();
     let http = reqwest::Client::builder()
@@ -222,10 +222,7 @@ async fn wait_health(
         if let Ok(answer) = http.get(format!("{}/health", subject.base)).send().await
             && let Ok(text) = answer.text().await
             && let Ok(health) = serde_json::from_str::<serde_json::Value>(&text)
-            && want(
-                health["status"].as_str().unwrap_or_default(),
-                health["log"]["connected"].as_bool().unwrap_or(false),
-            )
+            && want(&health)
         {
             return Ok(began.elapsed());
         }
@@ -236,6 +233,11 @@ async fn wait_health(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `/health` says the log is connected again.
+fn up_again(health: &serde_json::Value) -> bool {
+    health["status"] == "ok" && health["log"]["connected"] == true
 }
 
 /// Publishes one marker, retrying while the log recovers; its id.
@@ -309,8 +311,8 @@ pub mod outage {
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         redis.kill();
-        let degraded = wait_health(&subject, Duration::from_secs(10), |status, connected| {
-            status == "degraded" && !connected
+        let degraded = wait_health(&subject, Duration::from_secs(10), |health| {
+            health["status"] == "degraded" && health["log"]["connected"] == false
         })
         .await;
         findings.require(degraded.is_ok(), || {
@@ -328,10 +330,7 @@ pub mod outage {
             )
         });
         redis.restart()?;
-        let back = wait_health(&subject, Duration::from_secs(15), |status, connected| {
-            status == "ok" && connected
-        })
-        .await?;
+        let back = wait_health(&subject, Duration::from_secs(15), up_again).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (acked, refused) = publishing.stop().await?;
         let last = marker(&subject).await?;
@@ -368,12 +367,15 @@ pub mod data_loss {
         for i in 0..10 {
             before = subject.publisher.publish("before", &i.to_string()).await?;
         }
-        let live = Watcher::open(&subject, &[]).await?;
-        redis.restart_empty()?;
-        wait_health(&subject, Duration::from_secs(15), |status, connected| {
-            status == "ok" && connected
+        // A 202 comes when the log has stored the event, and this instance's reader sees it a
+        // moment later; a stream opened before that would rightly get event `before` live.
+        wait_health(&subject, Duration::from_secs(10), |health| {
+            health["last_id"] == before
         })
         .await?;
+        let live = Watcher::open(&subject, &[]).await?;
+        redis.restart_empty()?;
+        wait_health(&subject, Duration::from_secs(15), up_again).await?;
         let after = marker(&subject).await?;
         findings.figure(format!(
             "last id before the loss {before}, first after {after}"
