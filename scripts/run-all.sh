@@ -10,16 +10,28 @@
 # explains. The demo page then shows the same ids in all six cards, and an event published to
 # one server reaches all six; http://127.0.0.1:3000/ is the whole cluster behind one address.
 # It needs Debian's redis-server and nginx (apt-get install redis-server nginx).
+#
+#   scripts/run-all.sh --tls
+# serves all six over HTTPS (HTTP/2 and HTTP/1.1) with the development certificate of
+# scripts/dev-cert.sh (made in target/dev-cert if it is not there): open
+# https://127.0.0.1:3001/ in a browser that trusts target/dev-cert/ca.pem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cluster=false
-case "${1:-}" in
-  --cluster) cluster=true ;;
-  "") ;;
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: scripts/run-all.sh [--cluster]" >&2; exit 2 ;;
-esac
+tls=false
+for argument in "$@"; do
+  case "$argument" in
+    --cluster) cluster=true ;;
+    --tls) tls=true ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: scripts/run-all.sh [--cluster | --tls]" >&2; exit 2 ;;
+  esac
+done
+if $cluster && $tls; then
+  echo "--cluster and --tls together are not supported yet (nginx would need the certificate too)" >&2
+  exit 2
+fi
 
 source scripts/examples.sh
 echo "building ${packages[*]} …"
@@ -62,6 +74,11 @@ if $cluster; then
   export EVENT_LOG="redis://127.0.0.1:$redis_port"
 fi
 
+if $tls; then
+  [ -f target/dev-cert/cert.pem ] || cargo run --quiet -p dev-cert -- --out target/dev-cert
+  export TLS_CERT=target/dev-cert/cert.pem TLS_KEY=target/dev-cert/key.pem
+fi
+
 target_dir=$(target_dir)
 upstreams=()
 for package in "${packages[@]}"; do
@@ -78,6 +95,9 @@ sleep 1
 echo
 echo "Each server's address is in its 'listening on' line above; every one serves the demo page"
 echo "at / (each card connects to its own server). Ctrl-C stops them all."
+if $tls; then
+  echo "Over HTTPS: https://127.0.0.1:3001/ in a browser that trusts target/dev-cert/ca.pem."
+fi
 if $cluster; then
   echo "One cluster on $EVENT_LOG (redis pid $redis_pid): the same ids in every card."
   echo "Behind nginx, round-robin: http://127.0.0.1:$nginx_port/ (all six as one server;"

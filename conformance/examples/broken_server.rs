@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use futures_util::{FutureExt, StreamExt};
 use sse_core::config::Cli;
+use sse_core::hyper_server::{serve, serve_with};
 use sse_core::log::redis::StartError;
 use sse_core::server::{
     Started, Startup, Stopping, announce, bind_or_exit, connect_or_exit, init_logging,
@@ -69,6 +70,7 @@ async fn main() {
     } = match rule {
         // These break start-up itself, so they take a path of their own.
         "config-errors"
+        | "tls-config-errors"
         | "config-edges"
         | "port-in-use"
         | "log-unreachable"
@@ -96,7 +98,6 @@ async fn main() {
     if rule == "log-connection-cut" {
         watch_log_connection(app.clone());
     }
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let broken = Broken {
         rule,
         app: app.clone(),
@@ -113,10 +114,66 @@ async fn main() {
     } else {
         stopping
     };
-    let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-    tokio::select! {
-        result = serve => result.unwrap(),
-        () = app.shutdown_deadline() => {}
+    let Some(tls) = app.config.tls.clone() else {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        tokio::select! {
+            result = serve => result.unwrap(),
+            () = app.shutdown_deadline() => {}
+        }
+        return;
+    };
+    let started = Started {
+        app: app.clone(),
+        listener,
+        stopping: shutdown,
+    };
+    match rule {
+        "tls-alpn-h2" => {
+            // Broken: HTTP/2 is never offered.
+            let mut config = std::sync::Arc::unwrap_or_clone(tls.server_config());
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            serve_with(started, router, Some(std::sync::Arc::new(config))).await;
+        }
+        "tls-refuses-plain-http" => plain_beside_tls(started, router, &tls).await,
+        _ => serve(started, router).await,
+    }
+}
+
+/// Broken (`tls-refuses-plain-http`): HTTP and HTTPS on one port, told apart by the first byte
+/// (a TLS handshake begins with 0x16), each proxied to a server of its own.
+async fn plain_beside_tls(started: Started, router: axum::Router, tls: &sse_core::tls::Tls) {
+    let inner = |config| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let started = Started {
+            app: started.app.clone(),
+            listener,
+            stopping: Box::pin(std::future::pending()),
+        };
+        tokio::spawn(serve_with(started, router.clone(), config));
+        address
+    };
+    let (plain, secure) = (inner(None), inner(Some(tls.server_config())));
+    let listener = tokio::net::TcpListener::from_std(started.listener).unwrap();
+    let mut stopping = started.stopping;
+    loop {
+        tokio::select! {
+            Ok((mut client, _)) = listener.accept() => {
+                tokio::spawn(async move {
+                    let mut first = [0; 1];
+                    if client.peek(&mut first).await.is_err() {
+                        return;
+                    }
+                    let to = if first[0] == 0x16 { secure } else { plain };
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+            () = &mut stopping => return,
+        }
     }
 }
 
@@ -127,7 +184,19 @@ async fn broken_start(rule: &str) -> Started {
         eprintln!("TICK_MS=86400000: expected 0 … 86399999");
         std::process::exit(2);
     }
-    let config = if rule == "config-errors" {
+    let config = if rule == "tls-config-errors" {
+        // Broken: a TLS setting that cannot be used is dropped, and the server starts on plain
+        // HTTP instead of refusing to start.
+        let cli = <Cli as clap::Parser>::parse();
+        Config::from_cli(cli, FRAMEWORK).unwrap_or_else(|_| {
+            let cli = Cli {
+                tls_cert: None,
+                tls_key: None,
+                ..<Cli as clap::Parser>::parse()
+            };
+            Config::from_cli(cli, FRAMEWORK).unwrap()
+        })
+    } else if rule == "config-errors" {
         // Broken: bad settings are silently replaced by the defaults.
         Config::from_cli(<Cli as clap::Parser>::parse(), FRAMEWORK).unwrap_or_else(|_| {
             Config::from_cli(
@@ -227,6 +296,10 @@ async fn break_rule(State(broken): State<Broken>, mut request: Request, next: Ne
         }
         "replay-header" => {
             request.headers_mut().remove("last-event-id");
+        }
+        "demo-page-gzip" if path == "/" => {
+            // Broken: the page is never compressed (a compression layer left out).
+            request.headers_mut().remove("accept-encoding");
         }
         "replay-boundary" if path == "/events" => {
             // Broken: off by one at the edge of the buffer — resuming from the oldest held less
@@ -412,6 +485,11 @@ async fn break_response(
         }
         ("demo-page", "/") => {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        ("events-not-compressed", "/events") => {
+            // Broken: actix-web-lab's way of keeping a compressor off the stream, which names
+            // no content coding at all.
+            headers.insert("content-encoding", HeaderValue::from_static("identity"));
         }
         ("trigger-rejected-publishes-nothing", "/trigger") if status == StatusCode::BAD_REQUEST => {
             // Broken: a trigger refused for its reserved name is published all the same (under

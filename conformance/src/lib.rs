@@ -7,6 +7,7 @@
 //! - [`exposition`]: a strict reader of the Prometheus text format, for `GET /metrics`;
 //! - [`cluster`]: the checks for several instances on one shared event log (section 7);
 //! - [`target`]: the server under test and the requests most checks make;
+//! - [`tls`]: the suite's TLS client (a CA of its choice, ALPN as a check asks);
 //! - [`spawn`]: starting server binaries as real processes, and stopping them by PID;
 //! - [`hostile`]: hostile input for property tests, and the contract's rules it is judged by;
 //! - [`report`]: running the checks and printing the checks × servers table.
@@ -20,4 +21,5 @@ pub mod proxy;
 pub mod report;
 pub mod spawn;
 pub mod target;
+pub mod tls;
 pub mod wire;

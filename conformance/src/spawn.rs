@@ -139,23 +139,29 @@ fn collect(
     tokio::spawn(async move {
         let mut lines = BufReader::new(pipe).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            // Kept before the address is reported, so that the line is in the output by then.
+            {
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+                if output.len() < 64 * 1024 {
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            }
             if let Some(found) = listening_address(&line)
                 && let Some(tx) = address.take()
             {
                 let _ = tx.send(found);
             }
-            let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
-            if output.len() < 64 * 1024 {
-                output.push_str(&line);
-                output.push('\n');
-            }
         }
     });
 }
 
-/// The address in a line containing `listening on http://HOST:PORT`.
+/// The address in a line containing `listening on http://HOST:PORT` (or `https://`).
 pub fn listening_address(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let rest = line.split_once("listening on ")?.1;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     let address = rest.split(|c: char| c.is_whitespace() || c == '/').next()?;
     address.parse().ok()
 }

@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::framework::Framework;
 use crate::hub::HubLimits;
+use crate::tls::Tls;
 
 /// The settings every server runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Config {
     pub event_log: EventLogSetting,
     /// Prefix of every key in the shared log; instances with the same URL and key are one cluster.
     pub event_log_key: String,
+    /// `TLS_CERT` and `TLS_KEY`: serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 /// Where events live (`EVENT_LOG`).
@@ -56,6 +59,11 @@ impl Config {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn hub_limits(&self) -> HubLimits {
@@ -146,6 +154,13 @@ pub struct Cli {
     /// Prefix of every key in the shared log, [A-Za-z0-9:_.-]{1,64} [default: sse]
     #[arg(long, env = "EVENT_LOG_KEY", value_name = "KEY")]
     pub event_log_key: Option<String>,
+    /// PEM file of the certificate chain; with --tls-key, serve HTTPS (HTTP/2 and HTTP/1.1)
+    /// instead of plain HTTP (`scripts/dev-cert.sh` makes one for 127.0.0.1)
+    #[arg(long, env = "TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM file of the certificate's private key
+    #[arg(long, env = "TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
 }
 
 impl Config {
@@ -239,6 +254,7 @@ impl Config {
                     .then(|| v.to_owned())
                 },
             )?,
+            tls: Tls::load(non_empty(cli.tls_cert), non_empty(cli.tls_key))?,
         })
     }
 }
@@ -337,6 +353,7 @@ pub(crate) mod tests {
                 log_filter: "info".into(),
                 event_log: EventLogSetting::Memory,
                 event_log_key: "sse".into(),
+                tls: None,
             }
         );
     }

@@ -10,9 +10,11 @@
 //! - [`metrics`]: this process's counters and gauges, rendered for `GET /metrics`;
 //! - [`app`]: the contract's answers built from those, the tick clock and shutdown;
 //! - [`stream`]: the `/events` body as bytes, for frameworks that stream raw bytes;
+//! - [`compress`]: the demo page gzip-compressed, for frameworks without (usable) compression;
 //! - [`server`]: `start` (settings, logging, binding, signals, the startup banner, the ticker);
-//! - [`hyper_server`]: `serve_http1`, hyper's connection loop with a request-head timeout, for
+//! - [`hyper_server`]: `serve`, hyper's connection loops (HTTP/1.1 with a head timeout; TLS), for
 //!   the frameworks whose own `serve` sets none (axum, warp);
+//! - [`tls`]: `TLS_CERT`/`TLS_KEY` checked at start, and the rustls configuration (ALPN h2);
 //! - [`error`]: the JSON error answers.
 //!
 //! The contract itself is `CONTRACT.md` at the workspace root.
@@ -31,6 +33,7 @@ macro_rules! within {
 use std::sync::LazyLock;
 
 pub mod app;
+pub mod compress;
 pub mod config;
 pub mod encode;
 pub mod error;
@@ -43,6 +46,7 @@ pub mod metrics;
 pub mod request;
 pub mod server;
 pub mod stream;
+pub mod tls;
 
 pub use app::{Accepted, App, SHUTDOWN_GRACE, TriggerHead};
 pub use config::{Config, EventLogSetting};

@@ -117,6 +117,7 @@ impl Startup {
     }
 
     async fn prepare(self) -> (App, Config) {
+        crate::tls::install_ring_provider();
         let mut config = Config::load_or_exit(self.framework);
         (self.adjust)(&mut config);
         init_logging(&config);
@@ -214,7 +215,7 @@ pub fn bind_or_exit(config: &Config, framework: Framework) -> TcpListener {
 
 /// The startup banner: the contract's `listening on` line, then where to look next.
 pub fn announce(app: &App, address: SocketAddr) {
-    let url = format!("http://{address}");
+    let url = format!("{}://{address}", app.config.scheme());
     tracing::info!("{} example listening on {url}", app.framework.name);
     tracing::info!(
         "event log: {} (instance {})",
@@ -222,6 +223,13 @@ pub fn announce(app: &App, address: SocketAddr) {
         app.instance
     );
     tracing::info!("demo page:  {url}/");
+    if let Some(tls) = &app.config.tls {
+        tracing::info!(
+            "TLS:        {} and {} (HTTP/2 and HTTP/1.1); with `cargo run -p dev-cert`'s certificate, add --cacert target/dev-cert/ca.pem to curl",
+            tls.cert_path.display(),
+            tls.key_path.display()
+        );
+    }
     tracing::info!("stream:     curl -N {url}/events");
     tracing::info!(
         "publish:    curl -X POST {url}/trigger -H 'content-type: application/json' -d '{{\"event\":\"greeting\",\"data\":\"hello\"}}'"

@@ -19,6 +19,7 @@ mod process;
 mod replay;
 pub(crate) mod stream;
 pub(crate) mod ticks;
+mod transport;
 mod trigger;
 
 /// What a check concluded.
@@ -327,6 +328,36 @@ pub fn all() -> Vec<Check> {
             "5",
             "GET / serves the demo page as HTML",
             http::demo_page
+        ),
+        check!(
+            "demo-page-gzip",
+            "8",
+            "GET / is gzip-compressed to a client that accepts gzip, and only then",
+            transport::demo_page_gzip
+        ),
+        check!(
+            "events-not-compressed",
+            "8",
+            "/events has no Content-Encoding even when gzip and br are accepted; events leave at once",
+            transport::events_not_compressed
+        ),
+        check!(
+            "tls-alpn-h2",
+            "8",
+            "with TLS_CERT and TLS_KEY: HTTPS, ALPN h2 preferred, http/1.1 still served",
+            transport::tls_alpn_h2
+        ),
+        check!(
+            "tls-config-errors",
+            "1",
+            "TLS_CERT or TLS_KEY alone, unreadable, not PEM or not a pair: status 2, one line",
+            transport::tls_config_errors
+        ),
+        check!(
+            "tls-refuses-plain-http",
+            "8",
+            "plain HTTP to the HTTPS port is closed unanswered; everyone else is served",
+            transport::tls_refuses_plain_http
         ),
         check!(
             "replay-header",

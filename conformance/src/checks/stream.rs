@@ -55,8 +55,8 @@ pub async fn events_head(ctx: &Ctx) -> Checked {
         head,
         what,
         "Content-Encoding",
-        "none or identity: a stream is never compressed",
-        |value| value.is_none_or(|v| v.eq_ignore_ascii_case("identity")),
+        "none: a stream is never compressed, and `identity` is no content coding (RFC 9110 §8.4.1)",
+        |value| value.is_none(),
     )?;
     ensure!(
         head.latency <= Duration::from_millis(500),

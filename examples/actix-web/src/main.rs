@@ -4,19 +4,22 @@
 //! keep-alive) fed by the shared hub; one `Resource` per path with its CORS preflight and a JSON
 //! 405 with `Allow`; `Access-Control-Allow-Origin` on every response from `DefaultHeaders`; the
 //! trigger's checks in the contract's order over a raw `web::Payload`; JSON errors through
-//! `ResponseError`; and a graceful shutdown that ends the streams before actix-web drains them.
+//! `ResponseError`; the demo page gzip-compressed by actix-web's `Compress`; HTTPS with HTTP/2
+//! through actix-web's rustls listener; and a graceful shutdown that ends the streams before
+//! actix-web drains them.
 //!
 //! Run it with `cargo run -p actix-web-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3002/events` and, in another terminal,
 //! `curl -X POST http://127.0.0.1:3002/trigger -H 'content-type: application/json' -d '{"data":"hi"}'`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
-use actix_web::http::header::{self, ContentType, HeaderValue};
+use actix_web::http::header::{self, ContentType, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{Compress, DefaultHeaders};
 use actix_web::web::{self, ThinData};
 use actix_web::{
     HttpRequest, HttpResponse, HttpServer, Resource, Responder, ResponseError, Route, guard,
@@ -46,7 +49,14 @@ async fn main() -> std::io::Result<()> {
                     header::ACCESS_CONTROL_ALLOW_ORIGIN,
                     app.config.cors_origin.as_str(),
                 )))
-                .service(resource("/", "GET, HEAD").route(get_or_head().to(demo_page)))
+                // Only the page is compressed (gzip, for clients that accept it).
+                .service(
+                    resource("/", "GET, HEAD")
+                        .route(get_or_head().to(demo_page))
+                        .wrap(Compress::default())
+                        // `Compress` says `Vary` only on what it compressed; caches need it on both.
+                        .wrap(DefaultHeaders::new().add((header::VARY, "accept-encoding"))),
+                )
                 .service(resource("/events", "GET, HEAD").route(get_or_head().to(events)))
                 .service(resource("/trigger", "POST").post(trigger))
                 .service(resource("/health", "GET, HEAD").route(get_or_head().to(health)))
@@ -69,9 +79,15 @@ async fn main() -> std::io::Result<()> {
         .shutdown_signal(stopping)
         // Workers look again after 1 s at the earliest; whoever is still connected then (a
         // client that stopped reading) is dropped instead of being waited for 30 s.
-        .shutdown_timeout(1)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(1);
+    // With TLS_CERT/TLS_KEY, actix-web's rustls listener; the ALPN list (h2, http/1.1) is ours.
+    let server = match &app.config.tls {
+        None => server.listen(listener)?,
+        Some(tls) => {
+            server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(tls.server_config()))?
+        }
+    }
+    .run();
     tokio::select! {
         result = server => result,
         () = app.shutdown_deadline() => Ok(()),
@@ -109,7 +125,7 @@ async fn demo_page() -> HttpResponse {
 async fn events(
     ThinData(app): ThinData<App>,
     request: HttpRequest,
-) -> Result<impl Responder, JsonError> {
+) -> Result<HttpResponse, JsonError> {
     let last_event_id = request
         .headers()
         .get("last-event-id")
@@ -129,11 +145,18 @@ async fn events(
     let sse = sse::Sse::from_infallible_stream(events)
         .with_retry_duration(Duration::from_millis(app.config.retry_ms))
         .with_keep_alive(app.config.heartbeat());
-    Ok(EVENT_STREAM_HEADERS
-        .into_iter()
-        .fold(sse.customize(), |response, header| {
-            response.insert_header(header)
-        }))
+    let mut response = sse.respond_to(&request);
+    let headers = response.headers_mut();
+    // actix-web-lab marks the stream `Content-Encoding: identity` to keep `Compress` off it, but
+    // `identity` is no content coding (RFC 9110 §8.4.1); here `Compress` wraps only `/`.
+    headers.remove(header::CONTENT_ENCODING);
+    for (name, value) in EVENT_STREAM_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    Ok(response)
 }
 
 async fn trigger(

@@ -1,10 +1,12 @@
 //! # axum-example — the SSE contract with axum 0.8
 //!
-//! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http,
-//! the trigger's checks in the contract's order, JSON errors for every rejection (404, 405
-//! with `Allow`, 401, 413, 415, 400, 503), `/metrics` for Prometheus, and the router served as
-//! a tower service on hyper's own connection builder (sse-core's `serve_http1`), for a
-//! request-head timeout and a graceful shutdown that open streams cannot hold hostage.
+//! Shows: a streaming `/events` body fed by the shared hub, per-route CORS with tower-http, the
+//! demo page gzip-compressed by tower-http's `CompressionLayer`, the trigger's checks in the
+//! contract's order, JSON errors for every rejection (404, 405 with `Allow`, 401, 413, 415,
+//! 400, 503), `/metrics` for Prometheus, and the router served as
+//! a tower service on hyper's own connection builders (sse-core's `serve`), for a
+//! request-head timeout, HTTPS with HTTP/2 (`TLS_CERT`/`TLS_KEY`, tokio-rustls) and a graceful
+//! shutdown that open streams cannot hold hostage.
 //!
 //! Run it with `cargo run -p axum-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3001/events` and, in another terminal,
@@ -27,6 +29,7 @@ use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
     METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT,
 };
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
 
@@ -36,7 +39,13 @@ pub fn routes(app: App) -> Router {
     Router::new()
         .route(
             "/",
-            resource(get(demo_page), &[Method::GET, Method::HEAD], &origin),
+            // Only the page is compressed (gzip, for clients that accept it); tower-http's
+            // default predicate would skip `text/event-stream` anyway.
+            resource(
+                get(demo_page).layer(CompressionLayer::new()),
+                &[Method::GET, Method::HEAD],
+                &origin,
+            ),
         )
         .route(
             "/events",

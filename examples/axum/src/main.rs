@@ -2,7 +2,7 @@
 //! open streams cannot hold hostage. The routes are in `lib.rs`.
 
 use axum_example::routes;
-use sse_core::hyper_server::serve_http1;
+use sse_core::hyper_server::serve;
 use sse_core::server::start;
 
 #[tokio::main]
@@ -11,5 +11,5 @@ async fn main() {
     let router = routes(started.app.clone());
     // Served with hyper's own connection builder (as axum's serve-with-hyper example does)
     // rather than `axum::serve`, which gives hyper no timer and so no request-head timeout.
-    serve_http1(started, router).await;
+    serve(started, router).await;
 }

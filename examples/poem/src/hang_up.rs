@@ -1,16 +1,16 @@
-//! The acceptor poem-example serves with: poem's `TcpAcceptor`, with connections that notice a
-//! client that went away at the next write and that time request heads (see [`HangUpAware`]).
+//! The acceptor poem-example serves with: poem's `TcpAcceptor` (or its rustls acceptor on top),
+//! with connections that notice a client that went away at the next write and that time
+//! HTTP/1 request heads (see [`HangUpAware`]).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use poem::http::uri::Scheme;
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use sse_core::REQUEST_HEAD_TIMEOUT;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep};
 
 /// poem 3.1.12 keeps polling a connection after hyper has reported that the client closed it
@@ -19,10 +19,10 @@ use tokio::time::{Sleep, sleep};
 /// from this acceptor refuse every write once the client has closed its side (hyper serves no
 /// half-closed connections anyway), so the next write ends the stream and frees the client.
 /// They also time request heads: see [`HeadDeadline`].
-pub struct HangUpAware(pub TcpAcceptor);
+pub struct HangUpAware<A>(pub A);
 
-impl Acceptor for HangUpAware {
-    type Io = HangUpAwareStream;
+impl<A: Acceptor> Acceptor for HangUpAware<A> {
+    type Io = HangUpAwareStream<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.0.local_addr()
@@ -39,13 +39,13 @@ impl Acceptor for HangUpAware {
     }
 }
 
-pub struct HangUpAwareStream {
-    stream: TcpStream,
+pub struct HangUpAwareStream<S> {
+    stream: S,
     hung_up: bool,
     head: HeadDeadline,
 }
 
-impl AsyncRead for HangUpAwareStream {
+impl<S: AsyncRead + Unpin> AsyncRead for HangUpAwareStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -62,7 +62,7 @@ impl AsyncRead for HangUpAwareStream {
     }
 }
 
-impl AsyncWrite for HangUpAwareStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HangUpAwareStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -88,15 +88,23 @@ impl AsyncWrite for HangUpAwareStream {
 /// timeout is off and cannot be set (`server.rs:450`): a client trickling its headers would
 /// hold its connection forever. This gives each head [`REQUEST_HEAD_TIMEOUT`] from the accept
 /// (or from the first byte after a response), until the blank line that ends it arrives; a read
-/// after the deadline fails, and hyper closes the connection. Bodies and streams are untimed.
+/// after the deadline fails, and hyper closes the connection. Bodies and streams are untimed,
+/// and so is an HTTP/2 connection (its preface ends the first head; its frames have no heads).
 struct HeadDeadline {
     /// Running while a head is awaited.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The connection began with the HTTP/2 preface: nothing more to time.
+    h2: bool,
+    /// How many bytes of the preface have been seen so far, while it may still be one.
+    preface: usize,
     /// Where the bytes read stand in looking for the blank line that ends the head.
     line: Line,
     /// A response has begun since the last head ended: the next bytes read start a new head.
     responded: bool,
 }
+
+/// How an HTTP/2 connection begins (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[derive(Clone, Copy)]
 enum Line {
@@ -111,6 +119,8 @@ impl HeadDeadline {
     fn new() -> Self {
         Self {
             deadline: Some(Box::pin(sleep(REQUEST_HEAD_TIMEOUT))),
+            h2: false,
+            preface: 0,
             line: Line::Before,
             responded: false,
         }
@@ -123,14 +133,31 @@ impl HeadDeadline {
     }
 
     fn read(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.h2 {
             return;
+        }
+        if self.preface < H2_PREFACE.len() {
+            let seen = &H2_PREFACE[self.preface..];
+            let common = seen.len().min(bytes.len());
+            if bytes[..common] == seen[..common] {
+                self.preface += common;
+                if self.preface == H2_PREFACE.len() {
+                    (self.h2, self.deadline) = (true, None);
+                    return;
+                }
+            } else {
+                self.preface = usize::MAX; // not HTTP/2
+            }
         }
         if self.deadline.is_none() {
             if !self.responded {
                 return; // the body of the request being answered
             }
-            *self = Self::new();
+            // A later head on an HTTP/1 connection.
+            *self = Self {
+                preface: usize::MAX,
+                ..Self::new()
+            };
         }
         for &byte in bytes {
             self.line = match (self.line, byte) {
@@ -148,6 +175,9 @@ impl HeadDeadline {
 
     /// Whatever hyper writes answers a head it has read in full.
     fn responding(&mut self) {
+        if self.h2 {
+            return;
+        }
         self.deadline = None;
         self.responded = true;
     }
@@ -175,6 +205,23 @@ mod tests {
                 assert!(!timing(&deadline));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_is_never_timed_in_any_split() {
+        let mut start = H2_PREFACE.to_vec();
+        start.extend_from_slice(b"\0\0\x06\x04\0\0\0\0\0");
+        for split in 0..=start.len() {
+            let mut deadline = HeadDeadline::new();
+            deadline.read(&start[..split]);
+            deadline.read(&start[split..]);
+            deadline.responding();
+            deadline.read(b"\0\0\x04\x08\0\0\0\0\0");
+            assert!(!timing(&deadline), "split at {split}");
+        }
+        let mut http1 = HeadDeadline::new();
+        http1.read(b"PRI / HTTP/1.1\r\n");
+        assert!(timing(&http1));
     }
 
     #[tokio::test]

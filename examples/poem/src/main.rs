@@ -3,8 +3,9 @@
 //! Shows: a streaming `/events` body fed by the shared hub, poem's `Cors` middleware per route
 //! (with the two fixes the contract needs), the trigger's checks in the contract's order, JSON
 //! errors for every rejection (404, 405 with `Allow`, 401, 413, 415, 400, 503) as a poem
-//! `ResponseError`, a graceful shutdown that open streams cannot hold hostage, and an acceptor
-//! (`hang_up.rs`) that lets a client that went away be noticed at the next write.
+//! `ResponseError`, the demo page gzip-compressed by poem's `Compression`, HTTPS with HTTP/2
+//! (an acceptor of our own, `tls.rs`), a graceful shutdown that open streams cannot hold hostage,
+//! and an acceptor (`hang_up.rs`) that lets a client that went away be noticed at the next write.
 //!
 //! Run it with `cargo run -p poem-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3005/events` and, in another terminal,
@@ -16,13 +17,15 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use poem::error::{CorsError, MethodNotAllowedError, NotFoundError, ReadBodyError, ResponseError};
-use poem::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
+use poem::http::header::{ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, VARY};
 use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use poem::listener::TcpAcceptor;
-use poem::middleware::{Cors, SetHeader};
+use poem::listener::{AcceptorExt, TcpAcceptor};
+use poem::middleware::{Compression, Cors, SetHeader};
+use poem::web::CompressionAlgo;
 use poem::web::{Data, Html};
 use poem::{
-    Body, Endpoint, EndpointExt, Request, Response, Route, RouteMethod, Server, get, handler, post,
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, RouteMethod, Server, get,
+    handler, post,
 };
 use sse_core::server::{Started, start};
 use sse_core::{
@@ -31,8 +34,10 @@ use sse_core::{
 };
 
 use crate::hang_up::HangUpAware;
+use crate::tls::Tls;
 
 mod hang_up;
+mod tls;
 
 #[tokio::main]
 async fn main() {
@@ -41,8 +46,12 @@ async fn main() {
         listener,
         stopping,
     } = start(sse_core::this_framework!()).await;
-    let acceptor =
-        HangUpAware(TcpAcceptor::from_std(listener).expect("listener joins the runtime"));
+    let tcp = TcpAcceptor::from_std(listener).expect("listener joins the runtime");
+    // With TLS_CERT/TLS_KEY, a TLS acceptor of our own (`tls.rs` says why not poem's).
+    let acceptor = match &app.config.tls {
+        None => HangUpAware(tcp).boxed(),
+        Some(tls) => HangUpAware(Tls::new(tcp, tls.server_config())).boxed(),
+    };
 
     // `stopping` has ended every stream; poem's own timeout then drops whatever is still open
     // (a client that stopped reading), so the process exits in time anyway.
@@ -56,7 +65,16 @@ async fn main() {
 fn routes(app: App) -> impl Endpoint {
     let origin = app.config.cors_origin.clone();
     Route::new()
-        .at("/", resource(get(demo_page), "GET, HEAD"))
+        // Only the page is compressed: poem's `Compression` would compress `/events` too.
+        .at(
+            "/",
+            resource(
+                get(demo_page
+                    .with(Compression::new().algorithms([CompressionAlgo::GZIP]))
+                    .before(gzip_or_nothing)),
+                "GET, HEAD",
+            ),
+        )
         .at("/events", resource(get(events), "GET, HEAD"))
         .at("/trigger", resource(post(trigger), "POST"))
         .at("/health", resource(get(health), "GET, HEAD"))
@@ -127,9 +145,23 @@ async fn finish(route: Arc<Route>, request: Request) -> poem::Result<Response> {
     Ok(response)
 }
 
+/// poem's `Compression` takes `gzip;q=0` for a yes and answers `*` with zstd: the request's
+/// `Accept-Encoding` becomes plain `gzip` when it accepts gzip, and goes otherwise.
+async fn gzip_or_nothing(mut request: Request) -> poem::Result<Request> {
+    let headers = request.headers_mut();
+    let values = headers.get_all(ACCEPT_ENCODING);
+    let gzip = sse_core::compress::accepts_gzip(values.iter().filter_map(|v| v.to_str().ok()));
+    headers.remove(ACCEPT_ENCODING);
+    if gzip {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(request)
+}
+
 #[handler]
-fn demo_page() -> Html<&'static str> {
-    Html(DEMO_PAGE.as_str())
+fn demo_page() -> impl IntoResponse {
+    // poem's `Compression` says no `Vary`; a cache needs it.
+    Html(DEMO_PAGE.as_str()).with_header(VARY, "accept-encoding")
 }
 
 #[handler]

@@ -3,9 +3,9 @@
 //! Shows: a streaming `/events` body fed by the shared hub, request guards and managed state,
 //! the trigger's checks in the contract's order with the body read through `Data::open(limit)`,
 //! hand-made routes for Rocket's missing 405 and CORS preflight (`other_methods.rs`), catchers
-//! that answer JSON,
-//! a response fairing for `Access-Control-Allow-Origin`, and (in `main.rs`) a graceful shutdown
-//! that ends every stream from Rocket's shutdown fairing.
+//! that answer JSON, the demo page gzip-compressed by hand (Rocket has no compression), a
+//! response fairing for `Access-Control-Allow-Origin`, and (in `main.rs`) Rocket's own TLS
+//! with HTTP/2 and a graceful shutdown that ends every stream before Rocket's begins.
 //!
 //! Run it with `cargo run -p rocket-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3004/events` and, in another terminal,
@@ -23,6 +23,7 @@ use rocket::response::content::{RawHtml, RawJson};
 use rocket::response::stream::ByteStream;
 use rocket::response::{self, Responder, Response};
 use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
+use sse_core::compress::{DEMO_PAGE_GZIP, accepts_gzip};
 use sse_core::{
     ApiError, App, DEMO_PAGE, ERROR_CONTENT_TYPE, EVENT_STREAM_HEADERS, EventStreamBody,
     METRICS_CONTENT_TYPE, read_body_in_time,
@@ -54,8 +55,30 @@ pub fn routes(app: App) -> Rocket<Build> {
 }
 
 #[get("/")]
-fn demo_page() -> RawHtml<&'static str> {
-    RawHtml(DEMO_PAGE.as_str())
+fn demo_page(headers: Headers<'_>) -> DemoPage {
+    DemoPage {
+        gzip: accepts_gzip(headers.0.get("accept-encoding")),
+    }
+}
+
+/// Rocket 0.5 has no compression of its own: the page goes out as sse-core compressed it once,
+/// to a client that accepts gzip.
+struct DemoPage {
+    gzip: bool,
+}
+
+impl<'r> Responder<'r, 'static> for DemoPage {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = if self.gzip {
+            let mut response = RawHtml(DEMO_PAGE_GZIP.as_slice()).respond_to(request)?;
+            response.set_raw_header("content-encoding", "gzip");
+            response
+        } else {
+            RawHtml(DEMO_PAGE.as_str()).respond_to(request)?
+        };
+        response.set_raw_header("vary", "accept-encoding");
+        Ok(response)
+    }
 }
 
 #[get("/events")]

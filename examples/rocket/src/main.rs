@@ -30,7 +30,7 @@ async fn main() {
     // handling would start only after liftoff, so sse-core's (installed above) is used instead.
     // Streams end as soon as shutdown begins (`stopping`); the grace (whole seconds, at least 1
     // or Rocket cuts connections at once) lets their last bytes out, then Rocket cuts the rest.
-    let figment = rocket::Config::figment()
+    let mut figment = rocket::Config::figment()
         .merge(("address", app.config.host))
         .merge(("port", app.config.port))
         .merge((
@@ -43,6 +43,12 @@ async fn main() {
                 ..Default::default()
             },
         ));
+    // Rocket's own TLS (rustls 0.23 on ring; ALPN h2 and http/1.1 with the `http2` feature).
+    if let Some(tls) = &app.config.tls {
+        figment = figment
+            .merge(("tls.certs", &tls.cert_path))
+            .merge(("tls.key", &tls.key_path));
+    }
     let rocket = routes(app.clone())
         .configure(figment)
         // Port 0 becomes a real port only when Rocket binds, just before liftoff.

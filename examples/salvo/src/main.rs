@@ -3,7 +3,9 @@
 //! Shows: `/events` with salvo's own `SseEvent`/`SseKeepAlive` fed by the shared hub, state in
 //! the `Depot` (`affix_state`), per-path CORS with salvo-cors, the trigger's checks in the
 //! contract's order, JSON errors for every rejection (404, 405 with `Allow`,
-//! 401, 413, 415, 400, 503), and a graceful shutdown that open streams cannot hold hostage.
+//! 401, 413, 415, 400, 503), the demo page gzip-compressed by salvo's `Compression`, HTTPS with
+//! HTTP/2 through salvo's rustls listener, and a graceful shutdown that open streams cannot
+//! hold hostage.
 //!
 //! Run it with `cargo run -p salvo-example` (`-- --help` lists the settings), then
 //! `curl -N http://127.0.0.1:3006/events` and, in another terminal,
@@ -15,14 +17,17 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, future, stream};
 use salvo::affix_state;
+use salvo::conn::rustls::{Keycert, RustlsConfig, RustlsListener};
 use salvo::conn::tcp::TcpAcceptor;
+use salvo::conn::{Acceptor, Listener};
 use salvo::cors::Cors;
 use salvo::fuse::FuseConfig;
 use salvo::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use salvo::http::{HeaderName, HeaderValue, Method, ParseError, StatusCode};
 use salvo::prelude::*;
 use salvo::sse::{SseEvent, SseKeepAlive};
-use sse_core::server::{Started, start};
+use salvo_compression::Compression;
+use sse_core::server::{Started, Stopping, start};
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
     METRICS_CONTENT_TYPE, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT, SHUTDOWN_GRACE,
@@ -37,7 +42,24 @@ async fn main() {
     } = start(sse_core::this_framework!()).await;
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
+    let service = routes(app.clone());
+    match &app.config.tls {
+        None => serve(acceptor, service, stopping).await,
+        // salvo's rustls listener (ALPN h2 and http/1.1), around the listener already bound.
+        Some(tls) => {
+            let keycert = Keycert::new()
+                .cert(tls.cert_pem.clone())
+                .key(tls.key_pem.clone());
+            let acceptor = RustlsListener::new(RustlsConfig::new(keycert), Bound(acceptor))
+                .try_bind()
+                .await
+                .expect("TLS_CERT and TLS_KEY were checked at start");
+            serve(acceptor, service, stopping).await
+        }
+    }
+}
 
+async fn serve(acceptor: impl Acceptor + 'static, service: Service, stopping: Stopping) {
     // salvo's fuse already cuts a request head off after 30 s; the shared, shorter limit here,
     // and a limit on a stalled body (off by default), which the trigger answers with 408.
     let fuse = FuseConfig::default()
@@ -52,7 +74,19 @@ async fn main() {
         stopping.await;
         handle.stop_graceful(SHUTDOWN_GRACE);
     });
-    server.serve(routes(app)).await;
+    server.serve(service).await;
+}
+
+/// salvo's TLS wraps a `Listener` (an address still to bind), and sse-core has bound the port
+/// already: this hands the bound acceptor over as one.
+struct Bound(TcpAcceptor);
+
+impl Listener for Bound {
+    type Acceptor = TcpAcceptor;
+
+    async fn try_bind(self) -> salvo::Result<TcpAcceptor> {
+        Ok(self.0)
+    }
 }
 
 /// Every route of the contract, with its CORS and its JSON errors.
@@ -60,8 +94,12 @@ fn routes(app: App) -> Service {
     let origin = HeaderValue::from_str(&app.config.cors_origin).expect("CORS_ORIGIN was validated");
     let router = Router::new()
         .hoop(affix_state::inject(app))
+        // Only the page is compressed (salvo's `Compression` takes any `text/*`).
         .push(resource(
-            Router::new().get(demo_page).head(demo_page),
+            Router::new()
+                .hoop(Compression::new())
+                .get(demo_page)
+                .head(demo_page),
             "GET, HEAD",
             &origin,
         ))

@@ -4,8 +4,9 @@
 //! method itself (its handler, its CORS preflight, a JSON 405 with `Allow`) so that no warp
 //! rejection ever reaches the client as plain text; a streaming `/events` body fed by the shared
 //! hub; the trigger's checks in the contract's order with a body limit that holds for chunked
-//! bodies too; and the filters served as a tower service on hyper's own connection builder
-//! (sse-core's `serve_http1`), for a request-head timeout and a graceful shutdown that open
+//! bodies too; the demo page gzip-compressed by warp's `compression::gzip()`; and the filters
+//! served as a tower service on hyper's own connection builders (sse-core's `serve`), for a
+//! request-head timeout, HTTPS with HTTP/2 (tokio-rustls) and a graceful shutdown that open
 //! streams cannot hold hostage.
 //!
 //! Run it with `cargo run -p warp-example` (`-- --help` lists the settings), then
@@ -17,15 +18,15 @@ use std::pin::pin;
 
 use bytes::BufMut;
 use futures_util::{Stream, StreamExt};
-use sse_core::hyper_server::serve_http1;
+use sse_core::hyper_server::serve;
 use sse_core::server::start;
 use sse_core::{
     ApiError, App, CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECS, DEMO_PAGE, EVENT_STREAM_HEADERS,
     METRICS_CONTENT_TYPE, read_body_in_time,
 };
 use warp::http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE,
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE, VARY,
 };
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
@@ -38,7 +39,7 @@ async fn main() {
     let service = warp::service(routes(started.app.clone()));
     // warp's filters as a tower service on hyper's own connection builder, because
     // `warp::serve` gives hyper no timer and so no request-head timeout.
-    serve_http1(started, service).await;
+    serve(started, service).await;
 }
 
 /// Every route of the contract. Once a path matches, its branch always answers, and the last
@@ -49,7 +50,16 @@ fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Infallible> 
     let app = warp::any().map(move || app.clone());
     let get_or_head = || warp::get().or(warp::head()).unify();
 
-    let demo = get_or_head().map(|| warp::reply::html(DEMO_PAGE.as_str()));
+    let page = move || get_or_head().map(|| warp::reply::html(DEMO_PAGE.as_str()));
+    // warp's `gzip()` compresses whatever the client accepts, so it is only asked to when the
+    // client accepts gzip; only the page is compressed.
+    let demo = accepts_gzip()
+        .and(page())
+        .with(warp::filters::compression::gzip())
+        .map(Reply::into_response)
+        .or(page().map(Reply::into_response))
+        .unify()
+        .with(warp::reply::with::header(VARY, "accept-encoding"));
     let events = get_or_head()
         .and(app.clone())
         .and(warp::header::headers_cloned())
@@ -114,6 +124,20 @@ fn resource<R: Reply>(
         JsonError(ApiError::method_not_allowed(method.as_str(), path, allow))
     });
     path_is.and(handler.or(preflight).or(not_allowed))
+}
+
+/// Passes a request whose `Accept-Encoding` accepts gzip; rejects any other.
+fn accepts_gzip() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and_then(|headers: HeaderMap| async move {
+            let values = headers.get_all(ACCEPT_ENCODING);
+            if sse_core::compress::accepts_gzip(values.iter().filter_map(|v| v.to_str().ok())) {
+                Ok(())
+            } else {
+                Err(warp::reject())
+            }
+        })
+        .untuple_one()
 }
 
 /// The raw query string, if any (`warp::query::raw` rejects a request without one).

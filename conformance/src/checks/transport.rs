@@ -1,0 +1,398 @@
+//! Transport (contract section 8): compression everywhere but the stream, and HTTPS with ALPN
+//! `h2`. The TLS checks start their own process of the server with a development certificate
+//! the suite makes, so they run where the suite can start the server (`--spawn`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::expect::{ensure_header, ensure_status};
+use super::{Checked, ensure, marker, pass, read_through, skip};
+use crate::spawn::{Launcher, Server};
+use crate::target::Ctx;
+use crate::tls;
+use crate::wire::RawStream;
+use crate::wire::{find, parse_head, request};
+
+/// What a stream is asked with: what browsers send, and more.
+const ACCEPT_ANY_CODING: &str = "gzip, deflate, br, zstd";
+
+pub async fn events_not_compressed(ctx: &Ctx) -> Checked {
+    let mut stream = RawStream::get(
+        ctx.target.address,
+        "/events",
+        &[
+            ("Accept", "text/event-stream"),
+            ("Accept-Encoding", ACCEPT_ANY_CODING),
+        ],
+    )
+    .await?;
+    let what = format!("GET /events with Accept-Encoding: {ACCEPT_ANY_CODING}");
+    ensure_status(&stream.head, &what, 200)?;
+    ensure_header(
+        &stream.head,
+        &what,
+        "Content-Encoding",
+        "none: a stream is never compressed, and `identity` is no content coding (RFC 9110 §8.4.1)",
+        |value| value.is_none(),
+    )?;
+    // Each event leaves at once: a compressor holding bytes back would delay it.
+    let text = marker("events-not-compressed");
+    let id = ctx.publish(Some("uncompressed"), json!(text)).await?;
+    let blocks = read_through(&mut stream, id, Duration::from_secs(5)).await?;
+    let arrived = blocks
+        .iter()
+        .filter_map(|timed| timed.block.event.as_ref())
+        .any(|event| event.data == text);
+    ensure!(
+        arrived,
+        "event {id} arrived without its data {text:?}: {}",
+        stream.body_sample()
+    );
+    pass()
+}
+
+pub async fn demo_page_gzip(ctx: &Ctx) -> Checked {
+    let get = |accept: Option<&str>| {
+        let mut request = ctx.http.get(ctx.url("/"));
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| format!("GET / failed: {e}"))?;
+            let status = response.status().as_u16();
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| format!("reading GET / failed: {e}"))?;
+            Ok::<_, String>((status, encoding, body))
+        }
+    };
+    let looks_like_the_page =
+        |page: &str| page.to_ascii_lowercase().contains("<html") && page.contains("EventSource");
+
+    let (status, encoding, body) = get(Some("gzip")).await?;
+    ensure!(
+        status == 200,
+        "GET / with Accept-Encoding: gzip answered {status}"
+    );
+    ensure!(
+        encoding
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gzip")),
+        "GET / with Accept-Encoding: gzip was not compressed: Content-Encoding {encoding:?} ({} bytes)",
+        body.len()
+    );
+    let mut page = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut page)
+        .map_err(|e| format!("GET / said gzip but its body does not gunzip: {e}"))?;
+    ensure!(
+        looks_like_the_page(&page),
+        "GET / gunzipped is not the demo page: {:?}",
+        page.chars().take(200).collect::<String>()
+    );
+
+    for accept in [None, Some("identity"), Some("gzip;q=0")] {
+        let (status, encoding, body) = get(accept).await?;
+        let asked = accept.map_or("no Accept-Encoding".into(), |a| {
+            format!("Accept-Encoding: {a}")
+        });
+        ensure!(status == 200, "GET / with {asked} answered {status}");
+        ensure!(
+            encoding.is_none(),
+            "GET / with {asked} (gzip not accepted) came with Content-Encoding {encoding:?}"
+        );
+        ensure!(
+            looks_like_the_page(&String::from_utf8_lossy(&body)),
+            "GET / with {asked} is not the demo page as text"
+        );
+    }
+    pass()
+}
+
+/// A development certificate in a directory of its own, removed when dropped.
+struct Certificates {
+    dir: PathBuf,
+    files: dev_cert::DevCert,
+}
+
+impl Certificates {
+    fn make() -> Result<Self, String> {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("conformance-tls-{}-{n}", std::process::id()));
+        let files = dev_cert::make(&dir).map_err(|e| format!("cannot make a certificate: {e}"))?;
+        Ok(Self { dir, files })
+    }
+
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("TLS_CERT", self.files.cert.display().to_string()),
+            ("TLS_KEY", self.files.key.display().to_string()),
+        ]
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the server with TLS and the suite's development certificate.
+async fn start_tls(launcher: &Launcher, certificates: &Certificates) -> Result<Server, String> {
+    let env = certificates.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = launcher.start(&env).await?;
+    ensure!(
+        server.output().contains("listening on https://"),
+        "with TLS_CERT and TLS_KEY the server did not say `listening on https://…`: {}",
+        server.output()
+    );
+    Ok(server)
+}
+
+fn launcher(ctx: &Ctx) -> Result<&Launcher, Checked> {
+    ctx.launcher()
+        .ok_or_else(|| skip("needs a server the suite starts itself (--spawn BINARY)"))
+}
+
+/// `GET path` over HTTP/1.1 on a TLS connection: the status.
+async fn get_over_tls_http1(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    address: std::net::SocketAddr,
+    path: &str,
+) -> Result<u16, String> {
+    let sent = std::time::Instant::now();
+    stream
+        .write_all(&request(
+            "GET",
+            path,
+            address,
+            &[("Connection", "close")],
+            b"",
+        ))
+        .await
+        .map_err(|e| format!("cannot send GET {path} over TLS: {e}"))?;
+    let mut received = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(end) = find(&received, b"\r\n\r\n") {
+                return Ok(end);
+            }
+            let mut buffer = [0; 4096];
+            match stream.read(&mut buffer).await {
+                Ok(0) => return Err("the connection closed before a response head".to_owned()),
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(e) => return Err(format!("reading the response failed: {e}")),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("no response head to GET {path} over TLS within 5 s"))??;
+    Ok(parse_head(&received[..end], sent.elapsed())?.status)
+}
+
+/// `GET path` over HTTP/2: the status.
+async fn get_over_h2(
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    address: std::net::SocketAddr,
+    path: &str,
+) -> Result<u16, String> {
+    let (send, connection) = h2::client::handshake(stream)
+        .await
+        .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let answer = tokio::time::timeout(Duration::from_secs(5), async move {
+        let mut send = send
+            .ready()
+            .await
+            .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
+        let request = http::Request::get(format!("https://{address}{path}"))
+            .body(())
+            .expect("a valid request");
+        let (response, _) = send
+            .send_request(request, true)
+            .map_err(|e| format!("cannot send GET {path} over HTTP/2: {e}"))?;
+        let response = response
+            .await
+            .map_err(|e| format!("GET {path} over HTTP/2 failed: {e}"))?;
+        Ok::<_, String>(response.status().as_u16())
+    })
+    .await
+    .map_err(|_| format!("no answer to GET {path} over HTTP/2 within 5 s"))?;
+    driver.abort();
+    answer
+}
+
+pub async fn tls_alpn_h2(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let mut server = start_tls(launcher, &certificates).await?;
+    let address = server.address();
+    let ca = &certificates.files.ca;
+    let outcome = async {
+        let both = tls::connect(address, tls::client_config(ca, &[b"h2", b"http/1.1"])?).await?;
+        let chosen = tls::negotiated(&both);
+        ensure!(
+            chosen == "h2",
+            "offered ALPN h2 and http/1.1, the server chose {chosen} (HTTP/2 needs h2)"
+        );
+        let status = get_over_h2(both, address, "/health").await?;
+        ensure!(status == 200, "GET /health over HTTP/2 answered {status}");
+
+        let mut h1 = tls::connect(address, tls::client_config(ca, &[b"http/1.1"])?).await?;
+        let chosen = tls::negotiated(&h1);
+        ensure!(
+            chosen == "http/1.1",
+            "offered ALPN http/1.1 alone, the server chose {chosen}"
+        );
+        let status = get_over_tls_http1(&mut h1, address, "/health").await?;
+        ensure!(
+            status == 200,
+            "GET /health over HTTPS/1.1 answered {status}"
+        );
+        pass()
+    }
+    .await;
+    server.stop(Duration::from_secs(3)).await;
+    outcome
+}
+
+pub async fn tls_refuses_plain_http(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let mut server = start_tls(launcher, &certificates).await?;
+    let address = server.address();
+    let ca = &certificates.files.ca;
+    let outcome = async {
+        // A client already connected over TLS before the plain one, and one after it.
+        let mut before = tls::connect(address, tls::client_config(ca, &[b"http/1.1"])?).await?;
+        let mut plain = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        plain
+            .write_all(&request("GET", "/health", address, &[], b""))
+            .await
+            .map_err(|e| format!("cannot send plain HTTP: {e}"))?;
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buffer = [0; 4096];
+            loop {
+                match plain.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                }
+            }
+        })
+        .await
+        .is_ok();
+        ensure!(
+            !answer.starts_with(b"HTTP/"),
+            "a plain HTTP request to the HTTPS port was answered in plain HTTP: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        ensure!(
+            closed,
+            "a plain HTTP request to the HTTPS port was not closed within 10 s"
+        );
+        let status = get_over_tls_http1(&mut before, address, "/health").await?;
+        ensure!(
+            status == 200,
+            "after a plain HTTP request, a client connected before it got {status}"
+        );
+        let mut after = tls::connect(address, tls::client_config(ca, &[b"http/1.1"])?).await?;
+        let status = get_over_tls_http1(&mut after, address, "/health").await?;
+        ensure!(
+            status == 200,
+            "after a plain HTTP request, a new client got {status}"
+        );
+        pass()
+    }
+    .await;
+    server.stop(Duration::from_secs(3)).await;
+    outcome
+}
+
+pub async fn tls_config_errors(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let dir = &certificates.dir;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok::<_, String>(path.display().to_string())
+    };
+    let stray = write("stray-key.pem", &dev_cert::stray_key())?;
+    let not_pem = write("not.pem", "not a certificate\n")?;
+    let missing = dir.join("missing.pem").display().to_string();
+    let directory = dir.display().to_string();
+    let cert = certificates.files.cert.display().to_string();
+    let key = certificates.files.key.display().to_string();
+    // Each: the settings, and the variable (with its value, when it has one) the line must name.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 7] = [
+        (&[("TLS_CERT", &cert)], "TLS_KEY", ""),
+        (&[("TLS_KEY", &key)], "TLS_CERT", ""),
+        (
+            &[("TLS_CERT", &missing), ("TLS_KEY", &key)],
+            "TLS_CERT",
+            &missing,
+        ),
+        (
+            &[("TLS_CERT", &directory), ("TLS_KEY", &key)],
+            "TLS_CERT",
+            &directory,
+        ),
+        (
+            &[("TLS_CERT", &not_pem), ("TLS_KEY", &key)],
+            "TLS_CERT",
+            &not_pem,
+        ),
+        (
+            &[("TLS_CERT", &cert), ("TLS_KEY", &not_pem)],
+            "TLS_KEY",
+            &not_pem,
+        ),
+        (
+            &[("TLS_CERT", &cert), ("TLS_KEY", &stray)],
+            "TLS_KEY",
+            &stray,
+        ),
+    ];
+    for (settings, variable, value) in cases {
+        let (status, output) = launcher
+            .run_to_exit(settings, Duration::from_secs(10))
+            .await?;
+        let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+        ensure!(
+            status.code() == Some(2),
+            "{settings:?}: exited with {status} instead of 2; output: {output:?}"
+        );
+        ensure!(
+            lines.len() == 1 && lines[0].contains(variable) && lines[0].contains(value),
+            "{settings:?}: expected one line naming {variable} {value}, got {output:?}"
+        );
+    }
+    pass()
+}
