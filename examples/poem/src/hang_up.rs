@@ -19,21 +19,45 @@ use tokio::time::{Sleep, sleep};
 /// from this acceptor refuse every write once the client has closed its side (hyper serves no
 /// half-closed connections anyway), so the next write ends the stream and frees the client.
 /// They also time request heads: see [`HeadDeadline`].
-pub struct HangUpAware<A>(pub A);
+pub struct HangUpAware<A> {
+    inner: A,
+    http2: bool,
+}
+
+impl<A> HangUpAware<A> {
+    /// Over plain TCP every connection is timed as HTTP/1: an HTTP/2 preface too (poem would
+    /// speak h2c, which the contract does not ask for).
+    pub fn plain(inner: A) -> Self {
+        Self {
+            inner,
+            http2: false,
+        }
+    }
+
+    /// Over TLS, where a client may speak HTTP/2: a connection that begins with its preface is
+    /// not timed.
+    pub fn tls(inner: A) -> Self {
+        Self { inner, http2: true }
+    }
+}
 
 impl<A: Acceptor> Acceptor for HangUpAware<A> {
     type Io = HangUpAwareStream<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (stream, local, remote, scheme) = self.0.accept().await?;
+        let (stream, local, remote, scheme) = self.inner.accept().await?;
         let stream = HangUpAwareStream {
             stream,
             hung_up: false,
-            head: HeadDeadline::new(),
+            head: if self.http2 {
+                HeadDeadline::new()
+            } else {
+                HeadDeadline::http1()
+            },
         };
         Ok((stream, local, remote, scheme))
     }
@@ -123,6 +147,14 @@ impl HeadDeadline {
             preface: 0,
             line: Line::Before,
             responded: false,
+        }
+    }
+
+    /// For a connection that cannot be HTTP/2.
+    fn http1() -> Self {
+        Self {
+            preface: usize::MAX,
+            ..Self::new()
         }
     }
 
@@ -222,6 +254,11 @@ mod tests {
         let mut http1 = HeadDeadline::new();
         http1.read(b"PRI / HTTP/1.1\r\n");
         assert!(timing(&http1));
+        let mut plain = HeadDeadline::http1();
+        plain.read(H2_PREFACE);
+        plain.responding();
+        plain.read(b"\0\0\x04\x08\0\0\0\0\0");
+        assert!(timing(&plain), "h2c is timed as HTTP/1");
     }
 
     #[tokio::test]

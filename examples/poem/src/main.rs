@@ -49,8 +49,8 @@ async fn main() {
     let tcp = TcpAcceptor::from_std(listener).expect("listener joins the runtime");
     // With TLS_CERT/TLS_KEY, a TLS acceptor of our own (`tls.rs` says why not poem's).
     let acceptor = match &app.config.tls {
-        None => HangUpAware(tcp).boxed(),
-        Some(tls) => HangUpAware(Tls::new(tcp, tls.server_config())).boxed(),
+        None => HangUpAware::plain(tcp).boxed(),
+        Some(tls) => HangUpAware::tls(Tls::new(tcp, tls.server_config())).boxed(),
     };
 
     // `stopping` has ended every stream; poem's own timeout then drops whatever is still open
