@@ -62,7 +62,7 @@ export class Server {
   constructor({ key, pkg, port }, env = {}) {
     Object.assign(this, { key, pkg, port, env });
     this.bin = join(BIN_DIR, pkg);
-    this.base = `http://${HOST}:${port}`;
+    this.base = `${env.TLS_CERT ? 'https' : 'http'}://${HOST}:${port}`;
     this.child = null;
     this.output = '';
     this.exited = null;      // Promise of { code, signal } for the current child
@@ -103,7 +103,7 @@ export class Server {
         const text = chunk.toString();
         this.output = (this.output + text).slice(-OUTPUT_KEEP);
         seen += text;
-        if (seen.includes('listening on http://')) done(true);
+        if (/listening on https?:\/\//.test(seen)) done(true);
       };
       child.stdout.on('data', onData);
       child.stderr.on('data', onData);
@@ -262,8 +262,28 @@ export async function startNginx(servers) {
   return nginx;
 }
 
+/**
+ * A development certificate for 127.0.0.1 made by the workspace's `dev-cert` binary, in a
+ * temporary directory: `{ env: { TLS_CERT, TLS_KEY }, ca, remove() }`.
+ */
+export function devCert() {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-e2e-cert-'));
+  const bin = join(BIN_DIR, 'dev-cert');
+  try {
+    execFileSync(bin, ['--out', dir], { stdio: 'ignore' });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`cannot make a certificate with ${bin} (build it with cargo build -p dev-cert): ${err.message}`);
+  }
+  return {
+    env: { TLS_CERT: join(dir, 'cert.pem'), TLS_KEY: join(dir, 'key.pem') },
+    ca: join(dir, 'ca.pem'),
+    remove() { rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
 /** Headless Chromium with a fresh profile directory; close() also removes the profile. */
-export async function launchBrowser({ viewport = { width: 1280, height: 900 }, deviceScaleFactor = 1 } = {}) {
+export async function launchBrowser({ viewport = { width: 1280, height: 900 }, deviceScaleFactor = 1, ignoreHTTPSErrors = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'sse-e2e-chromium-'));
   profiles.add(profile);
   let context;
@@ -274,6 +294,7 @@ export async function launchBrowser({ viewport = { width: 1280, height: 900 }, d
       timeout: 30_000,
       viewport,
       deviceScaleFactor,
+      ignoreHTTPSErrors,
       args: [
         '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync',

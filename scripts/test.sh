@@ -43,6 +43,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "skipping the browser tests: they need ${missing[*]} (apt-get install ${missing[*]})"
   exit 0
 fi
-cargo build --quiet $(printf -- '-p %s ' "${packages[@]}")
+# The example servers, and dev-cert for the certificate of the HTTPS tests.
+cargo build --quiet $(printf -- '-p %s ' "${packages[@]}") -p dev-cert
 npm --prefix e2e ci --no-audit --no-fund
 PATH="$PATH:/usr/sbin" npm --prefix e2e test

@@ -693,7 +693,8 @@ async fn break_response(
             })
             .await;
         }
-        ("disconnect-cleanup", "/events") => {
+        // Broken: a stream whose client went away (or reset it, over HTTP/2) is kept.
+        ("disconnect-cleanup" | "h2-many-streams", "/events") => {
             let (parts, body) = response.into_parts();
             return Response::from_parts(
                 parts,

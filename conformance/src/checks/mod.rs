@@ -354,6 +354,12 @@ pub fn all() -> Vec<Check> {
             transport::tls_config_errors
         ),
         check!(
+            "h2-many-streams",
+            "8",
+            "100 event streams on one HTTP/2 connection all live; each RST_STREAM frees its stream",
+            transport::h2_many_streams
+        ),
+        check!(
             "tls-refuses-plain-http",
             "8",
             "plain HTTP to the HTTPS port is closed unanswered; everyone else is served",

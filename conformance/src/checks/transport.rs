@@ -150,10 +150,15 @@ impl Drop for Certificates {
     }
 }
 
-/// Starts the server with TLS and the suite's development certificate.
-async fn start_tls(launcher: &Launcher, certificates: &Certificates) -> Result<Server, String> {
+/// Starts the server with TLS and the suite's development certificate, and `more` settings.
+async fn start_tls(
+    launcher: &Launcher,
+    certificates: &Certificates,
+    more: &[(&str, &str)],
+) -> Result<Server, String> {
     let env = certificates.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(more);
     let server = launcher.start(&env).await?;
     ensure!(
         server.output().contains("listening on https://"),
@@ -242,7 +247,7 @@ pub async fn tls_alpn_h2(ctx: &Ctx) -> Checked {
         Err(skipped) => return skipped,
     };
     let certificates = Certificates::make()?;
-    let mut server = start_tls(launcher, &certificates).await?;
+    let mut server = start_tls(launcher, &certificates, &[]).await?;
     let address = server.address();
     let ca = &certificates.files.ca;
     let outcome = async {
@@ -279,7 +284,7 @@ pub async fn tls_refuses_plain_http(ctx: &Ctx) -> Checked {
         Err(skipped) => return skipped,
     };
     let certificates = Certificates::make()?;
-    let mut server = start_tls(launcher, &certificates).await?;
+    let mut server = start_tls(launcher, &certificates, &[]).await?;
     let address = server.address();
     let ca = &certificates.files.ca;
     let outcome = async {
@@ -395,4 +400,218 @@ pub async fn tls_config_errors(ctx: &Ctx) -> Checked {
         );
     }
     pass()
+}
+
+/// Event streams opened at once on one HTTP/2 connection.
+const H2_STREAMS: usize = 100;
+
+/// One request on an HTTP/2 connection: its response head and body.
+async fn h2_send(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    address: std::net::SocketAddr,
+    request: http::request::Builder,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(http::Response<h2::RecvStream>, h2::SendStream<bytes::Bytes>), String> {
+    let request = request
+        .uri(format!("https://{address}{path}"))
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let mut send = send
+        .clone()
+        .ready()
+        .await
+        .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
+    let (response, mut stream) = send
+        .send_request(request, body.is_none())
+        .map_err(|e| format!("cannot send {path} over HTTP/2: {e}"))?;
+    if let Some(body) = body {
+        stream
+            .send_data(bytes::Bytes::copy_from_slice(body.as_bytes()), true)
+            .map_err(|e| format!("cannot send the body of {path}: {e}"))?;
+    }
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .map_err(|_| format!("no response head to {path} over HTTP/2 within 10 s"))?
+        .map_err(|e| format!("{path} over HTTP/2 failed: {e}"))?;
+    Ok((response, stream))
+}
+
+/// Reads an HTTP/2 body until `done` holds for what came so far, for at most `timeout`.
+async fn h2_read_until(
+    body: &mut h2::RecvStream,
+    received: &mut Vec<u8>,
+    timeout: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<(), String> {
+    tokio::time::timeout(timeout, async {
+        while !done(received) {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    received.extend_from_slice(&data);
+                }
+                Some(Err(e)) => return Err(format!("the stream failed: {e}")),
+                None => return Err("the stream ended".to_owned()),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| {
+        format!(
+            "not within {} ms; got {:?}",
+            timeout.as_millis(),
+            String::from_utf8_lossy(&received[..received.len().min(200)])
+        )
+    })?
+}
+
+/// `/health`'s `clients`, asked over the same HTTP/2 connection.
+async fn h2_clients(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    address: std::net::SocketAddr,
+) -> Result<u64, String> {
+    let (response, _) = h2_send(
+        send,
+        address,
+        http::Request::builder().method("GET"),
+        "/health",
+        None,
+    )
+    .await?;
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| format!("reading /health over HTTP/2 failed: {e}"))?;
+        let _ = body.flow_control().release_capacity(data.len());
+        received.extend_from_slice(&data);
+    }
+    serde_json::from_slice::<serde_json::Value>(&received)
+        .ok()
+        .and_then(|health| health["clients"].as_u64())
+        .ok_or_else(|| {
+            format!(
+                "/health over HTTP/2: {:?}",
+                String::from_utf8_lossy(&received)
+            )
+        })
+}
+
+pub async fn h2_many_streams(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let room = (H2_STREAMS + 10).to_string();
+    let mut server = start_tls(launcher, &certificates, &[("MAX_CLIENTS", &room)]).await?;
+    let address = server.address();
+    let ca = &certificates.files.ca;
+    let bound = super::notice_bound(ctx) + Duration::from_secs(5);
+    let outcome = async {
+        let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
+        let chosen = tls::negotiated(&tls);
+        ensure!(
+            chosen == "h2",
+            "offered ALPN h2 alone, the server chose {chosen}"
+        );
+        // The h2 crate ends a connection that brings "too many" small DATA frames it holds
+        // unread (a defence of its own); a hundred streams of small events and heartbeats read
+        // one after another are no attack, and browsers set no such budget.
+        let (send, connection) = h2::client::Builder::new()
+            .data_frame_budget(1 << 30)
+            .handshake(tls)
+            .await
+            .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let send = &send;
+
+        // All at once, on this one connection.
+        let opened = futures_util::future::join_all((0..H2_STREAMS).map(|_| async move {
+            let (response, stream) = h2_send(
+                send,
+                address,
+                http::Request::builder().method("GET"),
+                "/events",
+                None,
+            )
+            .await?;
+            let status = response.status().as_u16();
+            ensure!(status == 200, "GET /events over HTTP/2 answered {status}");
+            let mut body = response.into_body();
+            let mut received = Vec::new();
+            h2_read_until(&mut body, &mut received, Duration::from_secs(10), |got| {
+                find(got, b"\n\n").is_some()
+            })
+            .await
+            .map_err(|e| format!("a stream's first block: {e}"))?;
+            Ok::<_, String>((body, stream, received))
+        }))
+        .await;
+        let failed: Vec<&String> = opened.iter().filter_map(|o| o.as_ref().err()).collect();
+        ensure!(
+            failed.is_empty(),
+            "{} of {H2_STREAMS} streams on one HTTP/2 connection did not open, first: {}",
+            failed.len(),
+            failed[0]
+        );
+        let mut streams: Vec<_> = opened.into_iter().map(Result::unwrap).collect();
+        let clients = h2_clients(send, address).await?;
+        ensure!(
+            clients == H2_STREAMS as u64,
+            "with {H2_STREAMS} streams open on one connection /health says {clients} clients"
+        );
+
+        // One event reaches every stream.
+        let text = marker("h2-many-streams");
+        let body = json!({ "event": "h2", "data": text }).to_string();
+        let request = http::Request::builder()
+            .method("POST")
+            .header("content-type", "application/json")
+            .header(
+                "authorization",
+                format!("Bearer {}", crate::spawn::SUITE_TOKEN),
+            );
+        let (response, _) = h2_send(send, address, request, "/trigger", Some(&body)).await?;
+        let status = response.status().as_u16();
+        ensure!(status == 202, "POST /trigger over HTTP/2 answered {status}");
+        let needle = format!("data: {text}\n");
+        let arrived =
+            futures_util::future::join_all(streams.iter_mut().map(|(body, _, received)| {
+                h2_read_until(body, received, Duration::from_secs(10), |got| {
+                    find(got, needle.as_bytes()).is_some()
+                })
+            }))
+            .await;
+        let missed: Vec<&String> = arrived.iter().filter_map(|a| a.as_ref().err()).collect();
+        ensure!(
+            missed.is_empty(),
+            "{} of {H2_STREAMS} streams did not get the event published over HTTP/2, first: {}",
+            missed.len(),
+            missed[0]
+        );
+
+        // A client's RST_STREAM frees the stream as a disconnect does.
+        for (_, stream, _) in &mut streams {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        drop(streams);
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut clients = h2_clients(send, address).await?;
+        while clients > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            clients = h2_clients(send, address).await?;
+        }
+        ensure!(
+            clients == 0,
+            "{clients} of {H2_STREAMS} streams still counted {} ms after their RST_STREAM",
+            bound.as_millis()
+        );
+        driver.abort();
+        pass()
+    }
+    .await;
+    server.stop(Duration::from_secs(3)).await;
+    outcome
 }
