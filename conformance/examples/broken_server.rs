@@ -136,7 +136,71 @@ async fn main() {
             serve_with(started, router, Some(std::sync::Arc::new(config))).await;
         }
         "tls-refuses-plain-http" => plain_beside_tls(started, router, &tls).await,
+        "h2-no-connection-headers" => h2_by_hand(started, &tls).await,
         _ => serve(started, router).await,
+    }
+}
+
+/// Broken (`h2-no-connection-headers`): an HTTP/2 server written by hand that answers every
+/// request `200` with `Connection: keep-alive`, as an HTTP/1.1 habit carried over would (hyper
+/// and the h2 crate refuse to send it, so the frames are written here).
+async fn h2_by_hand(started: Started, tls: &sse_core::tls::Tls) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let listener = tokio::net::TcpListener::from_std(started.listener).unwrap();
+    let mut stopping = started.stopping;
+    // A frame: length (24 bits), type, flags, stream id (31 bits), payload.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let length = (payload.len() as u32).to_be_bytes();
+        let mut out = vec![length[1], length[2], length[3], kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+    loop {
+        tokio::select! {
+            Ok((tcp, _)) = listener.accept() => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut preface = [0; 24];
+                    if tls.read_exact(&mut preface).await.is_err() {
+                        return;
+                    }
+                    let _ = tls.write_all(&frame(4, 0, 0, &[])).await; // SETTINGS
+                    loop {
+                        let mut head = [0; 9];
+                        if tls.read_exact(&mut head).await.is_err() {
+                            return;
+                        }
+                        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                        let (kind, flags) = (head[3], head[4]);
+                        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                        let mut payload = vec![0; length];
+                        if tls.read_exact(&mut payload).await.is_err() {
+                            return;
+                        }
+                        let answer = match kind {
+                            4 if flags & 1 == 0 => frame(4, 1, 0, &[]), // SETTINGS ACK
+                            1 => {
+                                // HPACK: `:status: 200` (static index 8), then a literal
+                                // `connection: keep-alive` without indexing.
+                                let mut block = vec![0x88, 0x00, 10];
+                                block.extend_from_slice(b"connection");
+                                block.push(10);
+                                block.extend_from_slice(b"keep-alive");
+                                frame(1, 0x4 | 0x1, stream, &block) // END_HEADERS | END_STREAM
+                            }
+                            _ => continue,
+                        };
+                        if tls.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            () = &mut stopping => return,
+        }
     }
 }
 

@@ -360,6 +360,12 @@ pub fn all() -> Vec<Check> {
             transport::h2_many_streams
         ),
         check!(
+            "h2-no-connection-headers",
+            "8",
+            "no Connection, Keep-Alive, Transfer-Encoding… on any answer over HTTP/2",
+            transport::h2_no_connection_headers
+        ),
+        check!(
             "tls-refuses-plain-http",
             "8",
             "plain HTTP to the HTTPS port is closed unanswered; everyone else is served",

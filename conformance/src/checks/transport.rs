@@ -615,3 +615,89 @@ pub async fn h2_many_streams(ctx: &Ctx) -> Checked {
     server.stop(Duration::from_secs(3)).await;
     outcome
 }
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2): the connection-specific ones of HTTP/1.1.
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub async fn h2_no_connection_headers(ctx: &Ctx) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let mut server = start_tls(launcher, &certificates, &[]).await?;
+    let address = server.address();
+    let ca = &certificates.files.ca;
+    let outcome = async {
+        let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
+        let chosen = tls::negotiated(&tls);
+        ensure!(
+            chosen == "h2",
+            "offered ALPN h2 alone, the server chose {chosen}"
+        );
+        let (send, connection) = h2::client::handshake(tls)
+            .await
+            .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+        let driver = tokio::spawn(connection);
+        // Every kind of answer: a page, a stream, JSON, metrics, and a refusal that closes an
+        // HTTP/1.1 connection (`Connection: close` there).
+        let bearer = format!("Bearer {}", crate::spawn::SUITE_TOKEN);
+        // Method, path, headers, body.
+        type Asked<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+        let requests: [Asked; 6] = [
+            ("GET", "/", vec![("accept-encoding", "gzip")], None),
+            ("GET", "/events", vec![], None),
+            ("GET", "/health", vec![], None),
+            ("GET", "/metrics", vec![], None),
+            (
+                "POST",
+                "/trigger",
+                vec![("content-type", "application/json")],
+                Some("{}"),
+            ),
+            (
+                "POST",
+                "/trigger",
+                vec![("content-type", "text/plain"), ("authorization", &bearer)],
+                Some("x"),
+            ),
+        ];
+        for (method, path, headers, body) in requests {
+            let mut request = http::Request::builder().method(method);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let what = format!("{method} {path} over HTTP/2");
+            let (response, _) =
+                h2_send(&send, address, request, path, body)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "{what}: {e} (an HTTP/2 client refuses a response carrying a \
+                         connection-specific header as malformed)"
+                        )
+                    })?;
+            let sent: Vec<&str> = response
+                .headers()
+                .keys()
+                .map(|name| name.as_str())
+                .filter(|name| CONNECTION_SPECIFIC.contains(name))
+                .collect();
+            ensure!(
+                sent.is_empty(),
+                "{what} came with {sent:?}, which HTTP/2 forbids (RFC 9113 §8.2.2)"
+            );
+        }
+        driver.abort();
+        pass()
+    }
+    .await;
+    server.stop(Duration::from_secs(3)).await;
+    outcome
+}
