@@ -104,7 +104,7 @@ async fn main() {
     };
     let router =
         axum_example::routes(app.clone()).layer(middleware::from_fn_with_state(broken, break_rule));
-    let shutdown: Stopping = if rule == "shutdown" {
+    let shutdown: Stopping = if rule == "shutdown" || rule == "h2-shutdown" {
         // Broken: exits at once on SIGTERM, cutting every open stream.
         let signal = shutdown_signal();
         Box::pin(async move {

@@ -366,6 +366,12 @@ pub fn all() -> Vec<Check> {
             transport::h2_no_connection_headers
         ),
         check!(
+            "h2-shutdown",
+            "8",
+            "SIGTERM with 50 streams on one HTTP/2 connection: each ends with END_STREAM, exit 0",
+            transport::h2_shutdown
+        ),
+        check!(
             "tls-refuses-plain-http",
             "8",
             "plain HTTP to the HTTPS port is closed unanswered; everyone else is served",
