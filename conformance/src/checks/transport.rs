@@ -3,7 +3,7 @@
 //! the suite makes, so they run where the suite can start the server (`--spawn`).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -168,6 +168,24 @@ async fn start_tls(
     Ok(server)
 }
 
+/// Runs `check` against a process of the server started over TLS (with `more` settings) and the
+/// authority to trust, and stops the process afterwards, whatever the outcome.
+async fn on_tls_server(
+    ctx: &Ctx,
+    more: &[(&str, &str)],
+    check: impl AsyncFnOnce(&mut Server, &Path) -> Checked,
+) -> Checked {
+    let launcher = match launcher(ctx) {
+        Ok(launcher) => launcher,
+        Err(skipped) => return skipped,
+    };
+    let certificates = Certificates::make()?;
+    let mut server = start_tls(launcher, &certificates, more).await?;
+    let outcome = check(&mut server, &certificates.files.ca).await;
+    server.stop(Duration::from_secs(3)).await;
+    outcome
+}
+
 fn launcher(ctx: &Ctx) -> Result<&Launcher, Checked> {
     ctx.launcher()
         .ok_or_else(|| skip("needs a server the suite starts itself (--spawn BINARY)"))
@@ -242,15 +260,8 @@ async fn get_over_h2(
 }
 
 pub async fn tls_alpn_h2(ctx: &Ctx) -> Checked {
-    let launcher = match launcher(ctx) {
-        Ok(launcher) => launcher,
-        Err(skipped) => return skipped,
-    };
-    let certificates = Certificates::make()?;
-    let mut server = start_tls(launcher, &certificates, &[]).await?;
-    let address = server.address();
-    let ca = &certificates.files.ca;
-    let outcome = async {
+    on_tls_server(ctx, &[], async |server: &mut Server, ca: &Path| {
+        let address = server.address();
         let both = tls::connect(address, tls::client_config(ca, &[b"h2", b"http/1.1"])?).await?;
         let chosen = tls::negotiated(&both);
         ensure!(
@@ -272,22 +283,13 @@ pub async fn tls_alpn_h2(ctx: &Ctx) -> Checked {
             "GET /health over HTTPS/1.1 answered {status}"
         );
         pass()
-    }
-    .await;
-    server.stop(Duration::from_secs(3)).await;
-    outcome
+    })
+    .await
 }
 
 pub async fn tls_refuses_plain_http(ctx: &Ctx) -> Checked {
-    let launcher = match launcher(ctx) {
-        Ok(launcher) => launcher,
-        Err(skipped) => return skipped,
-    };
-    let certificates = Certificates::make()?;
-    let mut server = start_tls(launcher, &certificates, &[]).await?;
-    let address = server.address();
-    let ca = &certificates.files.ca;
-    let outcome = async {
+    on_tls_server(ctx, &[], async |server: &mut Server, ca: &Path| {
+        let address = server.address();
         // A client already connected over TLS before the plain one, and one after it.
         let mut before = tls::connect(address, tls::client_config(ca, &[b"http/1.1"])?).await?;
         let mut plain = tokio::net::TcpStream::connect(address)
@@ -330,10 +332,8 @@ pub async fn tls_refuses_plain_http(ctx: &Ctx) -> Checked {
             "after a plain HTTP request, a new client got {status}"
         );
         pass()
-    }
-    .await;
-    server.stop(Duration::from_secs(3)).await;
-    outcome
+    })
+    .await
 }
 
 pub async fn tls_config_errors(ctx: &Ctx) -> Checked {
@@ -499,121 +499,116 @@ async fn h2_clients(
 }
 
 pub async fn h2_many_streams(ctx: &Ctx) -> Checked {
-    let launcher = match launcher(ctx) {
-        Ok(launcher) => launcher,
-        Err(skipped) => return skipped,
-    };
-    let certificates = Certificates::make()?;
     let room = (H2_STREAMS + 10).to_string();
-    let mut server = start_tls(launcher, &certificates, &[("MAX_CLIENTS", &room)]).await?;
-    let address = server.address();
-    let ca = &certificates.files.ca;
     let bound = super::notice_bound(ctx) + Duration::from_secs(5);
-    let outcome = async {
-        let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
-        let chosen = tls::negotiated(&tls);
-        ensure!(
-            chosen == "h2",
-            "offered ALPN h2 alone, the server chose {chosen}"
-        );
-        // The h2 crate ends a connection that brings "too many" small DATA frames it holds
-        // unread (a defence of its own); a hundred streams of small events and heartbeats read
-        // one after another are no attack, and browsers set no such budget.
-        let (send, connection) = h2::client::Builder::new()
-            .data_frame_budget(1 << 30)
-            .handshake(tls)
-            .await
-            .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
-        let driver = tokio::spawn(connection);
-        let send = &send;
-
-        // All at once, on this one connection.
-        let opened = futures_util::future::join_all((0..H2_STREAMS).map(|_| async move {
-            let (response, stream) = h2_send(
-                send,
-                address,
-                http::Request::builder().method("GET"),
-                "/events",
-                None,
-            )
-            .await?;
-            let status = response.status().as_u16();
-            ensure!(status == 200, "GET /events over HTTP/2 answered {status}");
-            let mut body = response.into_body();
-            let mut received = Vec::new();
-            h2_read_until(&mut body, &mut received, Duration::from_secs(10), |got| {
-                find(got, b"\n\n").is_some()
-            })
-            .await
-            .map_err(|e| format!("a stream's first block: {e}"))?;
-            Ok::<_, String>((body, stream, received))
-        }))
-        .await;
-        let failed: Vec<&String> = opened.iter().filter_map(|o| o.as_ref().err()).collect();
-        ensure!(
-            failed.is_empty(),
-            "{} of {H2_STREAMS} streams on one HTTP/2 connection did not open, first: {}",
-            failed.len(),
-            failed[0]
-        );
-        let mut streams: Vec<_> = opened.into_iter().map(Result::unwrap).collect();
-        let clients = h2_clients(send, address).await?;
-        ensure!(
-            clients == H2_STREAMS as u64,
-            "with {H2_STREAMS} streams open on one connection /health says {clients} clients"
-        );
-
-        // One event reaches every stream.
-        let text = marker("h2-many-streams");
-        let body = json!({ "event": "h2", "data": text }).to_string();
-        let request = http::Request::builder()
-            .method("POST")
-            .header("content-type", "application/json")
-            .header(
-                "authorization",
-                format!("Bearer {}", crate::spawn::SUITE_TOKEN),
+    on_tls_server(
+        ctx,
+        &[("MAX_CLIENTS", &room)],
+        async |server: &mut Server, ca: &Path| {
+            let address = server.address();
+            let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
+            let chosen = tls::negotiated(&tls);
+            ensure!(
+                chosen == "h2",
+                "offered ALPN h2 alone, the server chose {chosen}"
             );
-        let (response, _) = h2_send(send, address, request, "/trigger", Some(&body)).await?;
-        let status = response.status().as_u16();
-        ensure!(status == 202, "POST /trigger over HTTP/2 answered {status}");
-        let needle = format!("data: {text}\n");
-        let arrived =
-            futures_util::future::join_all(streams.iter_mut().map(|(body, _, received)| {
-                h2_read_until(body, received, Duration::from_secs(10), |got| {
-                    find(got, needle.as_bytes()).is_some()
+            // The h2 crate ends a connection that brings "too many" small DATA frames it holds
+            // unread (a defence of its own); a hundred streams of small events and heartbeats read
+            // one after another are no attack, and browsers set no such budget.
+            let (send, connection) = h2::client::Builder::new()
+                .data_frame_budget(1 << 30)
+                .handshake(tls)
+                .await
+                .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+            let driver = tokio::spawn(connection);
+            let send = &send;
+
+            // All at once, on this one connection.
+            let opened = futures_util::future::join_all((0..H2_STREAMS).map(|_| async move {
+                let (response, stream) = h2_send(
+                    send,
+                    address,
+                    http::Request::builder().method("GET"),
+                    "/events",
+                    None,
+                )
+                .await?;
+                let status = response.status().as_u16();
+                ensure!(status == 200, "GET /events over HTTP/2 answered {status}");
+                let mut body = response.into_body();
+                let mut received = Vec::new();
+                h2_read_until(&mut body, &mut received, Duration::from_secs(10), |got| {
+                    find(got, b"\n\n").is_some()
                 })
+                .await
+                .map_err(|e| format!("a stream's first block: {e}"))?;
+                Ok::<_, String>((body, stream, received))
             }))
             .await;
-        let missed: Vec<&String> = arrived.iter().filter_map(|a| a.as_ref().err()).collect();
-        ensure!(
-            missed.is_empty(),
-            "{} of {H2_STREAMS} streams did not get the event published over HTTP/2, first: {}",
-            missed.len(),
-            missed[0]
-        );
+            let failed: Vec<&String> = opened.iter().filter_map(|o| o.as_ref().err()).collect();
+            ensure!(
+                failed.is_empty(),
+                "{} of {H2_STREAMS} streams on one HTTP/2 connection did not open, first: {}",
+                failed.len(),
+                failed[0]
+            );
+            let mut streams: Vec<_> = opened.into_iter().map(Result::unwrap).collect();
+            let clients = h2_clients(send, address).await?;
+            ensure!(
+                clients == H2_STREAMS as u64,
+                "with {H2_STREAMS} streams open on one connection /health says {clients} clients"
+            );
 
-        // A client's RST_STREAM frees the stream as a disconnect does.
-        for (_, stream, _) in &mut streams {
-            stream.send_reset(h2::Reason::CANCEL);
-        }
-        drop(streams);
-        let deadline = tokio::time::Instant::now() + bound;
-        let mut clients = h2_clients(send, address).await?;
-        while clients > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            clients = h2_clients(send, address).await?;
-        }
-        ensure!(
-            clients == 0,
-            "{clients} of {H2_STREAMS} streams still counted {} ms after their RST_STREAM",
-            bound.as_millis()
-        );
-        driver.abort();
-        pass()
-    }
-    .await;
-    server.stop(Duration::from_secs(3)).await;
-    outcome
+            // One event reaches every stream.
+            let text = marker("h2-many-streams");
+            let body = json!({ "event": "h2", "data": text }).to_string();
+            let request = http::Request::builder()
+                .method("POST")
+                .header("content-type", "application/json")
+                .header(
+                    "authorization",
+                    format!("Bearer {}", crate::spawn::SUITE_TOKEN),
+                );
+            let (response, _) = h2_send(send, address, request, "/trigger", Some(&body)).await?;
+            let status = response.status().as_u16();
+            ensure!(status == 202, "POST /trigger over HTTP/2 answered {status}");
+            let needle = format!("data: {text}\n");
+            let arrived =
+                futures_util::future::join_all(streams.iter_mut().map(|(body, _, received)| {
+                    h2_read_until(body, received, Duration::from_secs(10), |got| {
+                        find(got, needle.as_bytes()).is_some()
+                    })
+                }))
+                .await;
+            let missed: Vec<&String> = arrived.iter().filter_map(|a| a.as_ref().err()).collect();
+            ensure!(
+                missed.is_empty(),
+                "{} of {H2_STREAMS} streams did not get the event published over HTTP/2, first: {}",
+                missed.len(),
+                missed[0]
+            );
+
+            // A client's RST_STREAM frees the stream as a disconnect does.
+            for (_, stream, _) in &mut streams {
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+            drop(streams);
+            let deadline = tokio::time::Instant::now() + bound;
+            let mut clients = h2_clients(send, address).await?;
+            while clients > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                clients = h2_clients(send, address).await?;
+            }
+            ensure!(
+                clients == 0,
+                "{clients} of {H2_STREAMS} streams still counted {} ms after their RST_STREAM",
+                bound.as_millis()
+            );
+            driver.abort();
+            pass()
+        },
+    )
+    .await
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2): the connection-specific ones of HTTP/1.1.
@@ -626,15 +621,8 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
 ];
 
 pub async fn h2_no_connection_headers(ctx: &Ctx) -> Checked {
-    let launcher = match launcher(ctx) {
-        Ok(launcher) => launcher,
-        Err(skipped) => return skipped,
-    };
-    let certificates = Certificates::make()?;
-    let mut server = start_tls(launcher, &certificates, &[]).await?;
-    let address = server.address();
-    let ca = &certificates.files.ca;
-    let outcome = async {
+    on_tls_server(ctx, &[], async |server: &mut Server, ca: &Path| {
+        let address = server.address();
         let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
         let chosen = tls::negotiated(&tls);
         ensure!(
@@ -696,26 +684,17 @@ pub async fn h2_no_connection_headers(ctx: &Ctx) -> Checked {
         }
         driver.abort();
         pass()
-    }
-    .await;
-    server.stop(Duration::from_secs(3)).await;
-    outcome
+    })
+    .await
 }
 
 /// Event streams held open on one HTTP/2 connection through the shutdown.
 const H2_SHUTDOWN_STREAMS: usize = 50;
 
 pub async fn h2_shutdown(ctx: &Ctx) -> Checked {
-    let launcher = match launcher(ctx) {
-        Ok(launcher) => launcher,
-        Err(skipped) => return skipped,
-    };
-    let certificates = Certificates::make()?;
     let room = (H2_SHUTDOWN_STREAMS + 10).to_string();
-    let mut server = start_tls(launcher, &certificates, &[("MAX_CLIENTS", &room)]).await?;
-    let address = server.address();
-    let ca = &certificates.files.ca;
-    let outcome = async {
+    on_tls_server(ctx, &[("MAX_CLIENTS", &room)], async |server: &mut Server, ca: &Path| {
+        let address = server.address();
         let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
         let (send, connection) = h2::client::Builder::new()
             .data_frame_budget(1 << 30)
@@ -772,8 +751,6 @@ pub async fn h2_shutdown(ctx: &Ctx) -> Checked {
             "the server did not exit 0 after the SIGTERM: {status:?}"
         );
         pass()
-    }
-    .await;
-    server.stop(Duration::from_secs(3)).await;
-    outcome
+    })
+    .await
 }
