@@ -76,10 +76,11 @@ pub fn explaining(outcome: &Outcome, scale: Scale) -> Option<&'static Limitation
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn outcome(framework: &str, scenario: &str, problems: &[&str]) -> Outcome {
+    /// An outcome of `scenario` for `framework`, failed with these problems (passed with none).
+    pub(crate) fn outcome(framework: &str, scenario: &str, problems: &[&str]) -> Outcome {
         Outcome {
             scenario: scenario.into(),
             framework: framework.into(),

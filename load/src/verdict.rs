@@ -73,18 +73,7 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn outcome(framework: &str, scenario: &str, problems: &[&str]) -> Outcome {
-        Outcome {
-            scenario: scenario.into(),
-            framework: framework.into(),
-            passed: problems.is_empty(),
-            summary: String::new(),
-            figures: Vec::new(),
-            problems: problems.iter().map(|p| p.to_string()).collect(),
-            seconds: 0.0,
-        }
-    }
+    use crate::known::tests::outcome;
 
     #[test]
     fn a_limitation_that_shows_always_must_fail_and_one_that_shows_sometimes_may_pass() {
