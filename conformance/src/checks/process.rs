@@ -123,18 +123,7 @@ pub async fn config_errors(ctx: &Ctx) -> Checked {
         ),
     ];
     for (variable, value) in bad {
-        let (status, output) = launcher
-            .run_to_exit(&[(variable, value)], Duration::from_secs(10))
-            .await?;
-        let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
-        ensure!(
-            status.code() == Some(2),
-            "{variable}={value:?}: exited with {status} instead of 2; output: {output:?}"
-        );
-        ensure!(
-            lines.len() == 1 && lines[0].contains(variable) && lines[0].contains(value),
-            "{variable}={value:?}: expected one line naming the variable and the value, got {output:?}"
-        );
+        refused_at_start(launcher, &[(variable, value)], variable, value).await?;
     }
     // An empty value counts as unset: the server starts.
     let mut server = launcher
@@ -146,6 +135,29 @@ pub async fn config_errors(ctx: &Ctx) -> Checked {
         "with TICK_MS='' the server did not run and stop cleanly: {status:?}"
     );
     pass()
+}
+
+/// Starting with `settings` must fail with status 2 and one line of output naming `variable`
+/// and `value` (the contract's answer to a setting that cannot be used).
+pub(super) async fn refused_at_start(
+    launcher: &Launcher,
+    settings: &[(&str, &str)],
+    variable: &str,
+    value: &str,
+) -> Result<(), String> {
+    let (status, output) = launcher
+        .run_to_exit(settings, Duration::from_secs(10))
+        .await?;
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        status.code() == Some(2),
+        "{settings:?}: exited with {status} instead of 2; output: {output:?}"
+    );
+    ensure!(
+        lines.len() == 1 && lines[0].contains(variable) && lines[0].contains(value),
+        "{settings:?}: expected one line naming {variable} and {value:?}, got {output:?}"
+    );
+    Ok(())
 }
 
 pub async fn port_in_use(ctx: &Ctx) -> Checked {

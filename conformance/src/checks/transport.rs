@@ -386,18 +386,7 @@ pub async fn tls_config_errors(ctx: &Ctx) -> Checked {
         ),
     ];
     for (settings, variable, value) in cases {
-        let (status, output) = launcher
-            .run_to_exit(settings, Duration::from_secs(10))
-            .await?;
-        let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
-        ensure!(
-            status.code() == Some(2),
-            "{settings:?}: exited with {status} instead of 2; output: {output:?}"
-        );
-        ensure!(
-            lines.len() == 1 && lines[0].contains(variable) && lines[0].contains(value),
-            "{settings:?}: expected one line naming {variable} {value}, got {output:?}"
-        );
+        super::process::refused_at_start(launcher, settings, variable, value).await?;
     }
     pass()
 }
