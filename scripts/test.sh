@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project: the Rust tests (sse-core's unit tests on both event logs, the
 # conformance parser and its property tests, the whole conformance suite against all six example
-# servers on the memory log and on a shared Redis log, the cluster checks, the proof that every
-# check fails against a server breaking its rule, and the fault-and-load suite at CI scale with
+# servers on the memory log, on a shared Redis log and over HTTPS with HTTP/2, the cluster
+# checks, the proof that every check fails against a server breaking its rule (over HTTP/1.1
+# and over HTTP/2), and the fault-and-load suite at CI scale with
 # its own proof against that broken server), then the demo page's end-to-end tests in headless
 # Chromium.
 #

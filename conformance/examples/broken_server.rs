@@ -111,6 +111,17 @@ async fn main() {
             signal.await;
             std::process::exit(0);
         })
+    } else if rule == "h2-shutdown-goaway" {
+        // Broken: on SIGTERM the streams are ended, and once they are out the process exits
+        // without a graceful close of its connections, so no GOAWAY is sent.
+        let signal = shutdown_signal();
+        let app = app.clone();
+        Box::pin(async move {
+            signal.await;
+            app.stop();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            std::process::exit(0);
+        })
     } else {
         stopping
     };

@@ -158,14 +158,7 @@ pub async fn run_cluster_checks(
 ) -> ServerReport {
     let ctx = match ClusterCtx::connect(targets, launchers).await {
         Ok(ctx) => ctx,
-        Err(error) => {
-            return ServerReport {
-                label: label.to_owned(),
-                framework: None,
-                unreachable: Some(error),
-                results: Vec::new(),
-            };
-        }
+        Err(error) => return ServerReport::unreachable(label, error),
     };
     let name = format!(
         "cluster({})",
@@ -190,6 +183,7 @@ pub async fn run_cluster_checks(
     ServerReport {
         label: label.to_owned(),
         framework: Some(name),
+        transport: None,
         unreachable: None,
         results,
     }

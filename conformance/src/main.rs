@@ -3,6 +3,8 @@
 //!
 //! `cargo run -p conformance -- http://127.0.0.1:3001`
 //! `cargo run -p conformance -- --spawn target/debug/axum-example`
+//! `cargo run -p conformance -- --tls --spawn target/debug/axum-example` (HTTPS, HTTP/2)
+//! `cargo run -p conformance -- --ca-cert target/dev-cert/ca.pem https://127.0.0.1:3001`
 //! `cargo run -p conformance -- --cluster http://127.0.0.1:3001 http://127.0.0.1:3002`
 //! `cargo run -p conformance -- --spawn-cluster target/debug/axum-example target/debug/rocket-example`
 
@@ -15,6 +17,7 @@ use conformance::cluster;
 use conformance::report::{ServerReport, run_checks, table};
 use conformance::spawn::Launcher;
 use conformance::target::Target;
+use conformance::wire::Protocol;
 
 #[derive(Parser)]
 #[command(
@@ -29,11 +32,20 @@ use conformance::target::Target;
                   reached, 2 for bad arguments."
 )]
 struct Cli {
-    /// Base URLs of running servers, e.g. http://127.0.0.1:3001
+    /// Base URLs of running servers, e.g. http://127.0.0.1:3001 or https://127.0.0.1:3001
     urls: Vec<String>,
     /// Start this server binary (with PORT=0 and the suite's settings) and check it; repeatable
     #[arg(long, value_name = "BINARY")]
     spawn: Vec<PathBuf>,
+    /// The certificate authority (PEM) to trust for https:// URLs, e.g. target/dev-cert/ca.pem
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Start the --spawn servers with HTTPS, on a development certificate the suite makes
+    #[arg(long)]
+    tls: bool,
+    /// Over HTTPS, speak HTTP/1.1 (ALPN http/1.1) instead of HTTP/2 (ALPN h2)
+    #[arg(long)]
+    http1: bool,
     /// Bearer token of servers that run with TRIGGER_TOKEN (for the URLs given)
     #[arg(long, env = "CONFORMANCE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -82,9 +94,15 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let protocol = if cli.http1 {
+        Protocol::Http1
+    } else {
+        Protocol::Http2
+    };
+    let tls = cli.ca_cert.as_deref().map(|ca| (ca, protocol));
     let mut reports = Vec::new();
     for url in &cli.urls {
-        let target = match Target::from_url(url, cli.token.clone(), cli.origin.clone()) {
+        let target = match Target::from_url(url, cli.token.clone(), cli.origin.clone(), tls) {
             Ok(target) => target,
             Err(error) => {
                 eprintln!("conformance: {error}");
@@ -95,12 +113,13 @@ async fn main() -> ExitCode {
         reports.push(run_checks(url, target, &cli.only, print_progress).await);
     }
     for binary in &cli.spawn {
-        reports.push(check_spawned(binary.clone(), &cli.only).await);
+        let tls = cli.tls.then_some(protocol);
+        reports.push(check_spawned(binary.clone(), tls, &cli.only).await);
     }
     if !cli.cluster.is_empty() {
         let mut targets = Vec::new();
         for url in &cli.cluster {
-            match Target::from_url(url, cli.token.clone(), cli.origin.clone()) {
+            match Target::from_url(url, cli.token.clone(), cli.origin.clone(), tls) {
                 Ok(target) => targets.push(target),
                 Err(error) => {
                     eprintln!("conformance: {error}");
@@ -126,20 +145,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn check_spawned(binary: PathBuf, only: &[String]) -> ServerReport {
+async fn check_spawned(binary: PathBuf, tls: Option<Protocol>, only: &[String]) -> ServerReport {
     let label = binary.display().to_string();
-    let launcher = Launcher::new(binary);
-    eprintln!("starting {label} …");
+    let unreachable = |error: String| ServerReport::unreachable(&label, error);
+    let launcher = match tls.map(|protocol| Launcher::new(binary.clone()).with_tls(protocol)) {
+        None => Launcher::new(binary),
+        Some(Ok(launcher)) => launcher,
+        Some(Err(error)) => return unreachable(error),
+    };
+    eprintln!("starting {label} ({}) …", launcher.transport.describe());
     let mut server = match launcher.start(&[]).await {
         Ok(server) => server,
-        Err(error) => {
-            return ServerReport {
-                label,
-                framework: None,
-                unreachable: Some(error),
-                results: Vec::new(),
-            };
-        }
+        Err(error) => return unreachable(error),
     };
     let target = Target::spawned(&server, launcher);
     let report = run_checks(&label, target, only, print_progress).await;
@@ -157,12 +174,7 @@ async fn check_spawned_cluster(
         .map(|b| b.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let unreachable = |error: String| ServerReport {
-        label: label.clone(),
-        framework: None,
-        unreachable: Some(error),
-        results: Vec::new(),
-    };
+    let unreachable = |error: String| ServerReport::unreachable(&label, error);
     let started_redis;
     let url = match redis {
         Some(url) => url.to_owned(),

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self, Outcome};
 use crate::target::{Ctx, Target};
+use crate::wire::Transport;
 
 /// Everything the suite found out about one server.
 #[derive(Debug, Clone)]
@@ -12,6 +13,8 @@ pub struct ServerReport {
     pub label: String,
     /// The `framework` it reports in `/health`.
     pub framework: Option<String>,
+    /// How the suite spoke to it: the transport and what ALPN chose.
+    pub transport: Option<String>,
     /// Why no check could run (the server did not answer `/health`).
     pub unreachable: Option<String>,
     pub results: Vec<CheckResult>,
@@ -25,10 +28,27 @@ pub struct CheckResult {
 }
 
 impl ServerReport {
+    /// A server no check could run against, and why.
+    pub fn unreachable(label: &str, error: String) -> Self {
+        Self {
+            label: label.to_owned(),
+            framework: None,
+            transport: None,
+            unreachable: Some(error),
+            results: Vec::new(),
+        }
+    }
+
+    /// The failures no known limitation explains.
     pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
         self.results
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+            .filter(|r| matches!(r.outcome, Outcome::Fail(_)) && self.known(r).is_none())
+    }
+
+    /// The known limitation that explains this result, if it is a failure one explains.
+    pub fn known(&self, result: &CheckResult) -> Option<&'static crate::known::Limitation> {
+        crate::known::explaining(self.framework.as_deref()?, result.name, &result.outcome)
     }
 
     pub fn passed(&self) -> bool {
@@ -54,20 +74,25 @@ pub async fn run_checks(
 ) -> ServerReport {
     let ctx = match Ctx::connect(target).await {
         Ok(ctx) => ctx,
-        Err(error) => {
-            return ServerReport {
-                label: label.to_owned(),
-                framework: None,
-                unreachable: Some(error),
-                results: Vec::new(),
-            };
-        }
+        Err(error) => return ServerReport::unreachable(label, error),
     };
     let framework = ctx.health.framework.clone();
+    let transport = match &ctx.negotiated {
+        Some(chosen) => format!(
+            "{}; the handshake chose {chosen}",
+            ctx.target.transport.describe()
+        ),
+        None => ctx.target.transport.describe().to_owned(),
+    };
     let mut results = Vec::new();
     for check in checks::all().into_iter().filter(|c| selected(c.name, only)) {
         let started = Instant::now();
-        let outcome = check.run(&ctx).await;
+        let outcome = match &ctx.target.transport {
+            Transport::Tls(_) if check.own_tls_server => Outcome::Skip(
+                "it starts HTTPS servers of its own: it runs when the suite speaks plain HTTP to the server".into(),
+            ),
+            _ => check.run(&ctx).await,
+        };
         let result = CheckResult {
             name: check.name,
             outcome,
@@ -79,14 +104,16 @@ pub async fn run_checks(
     ServerReport {
         label: label.to_owned(),
         framework: Some(framework),
+        transport: Some(transport),
         unreachable: None,
         results,
     }
 }
 
 /// One cell of the table.
-fn cell(outcome: Option<&Outcome>) -> &'static str {
+fn cell(outcome: Option<&Outcome>, known: bool) -> &'static str {
     match outcome {
+        Some(Outcome::Fail(_)) if known => "known",
         Some(Outcome::Pass) => "pass",
         Some(Outcome::Fail(_)) => "FAIL",
         Some(Outcome::Skip(_)) => "skip",
@@ -113,22 +140,33 @@ pub fn table(reports: &[ServerReport]) -> String {
     for name in &names {
         out.push_str(&format!("{name:first_width$}"));
         for (report, width) in reports.iter().zip(&widths) {
-            let outcome = report
-                .results
-                .iter()
-                .find(|r| r.name == *name)
-                .map(|r| &r.outcome);
-            out.push_str(&format!("  {:width$}", cell(outcome)));
+            let result = report.results.iter().find(|r| r.name == *name);
+            let known = result.is_some_and(|r| report.known(r).is_some());
+            out.push_str(&format!(
+                "  {:width$}",
+                cell(result.map(|r| &r.outcome), known)
+            ));
         }
         out.push('\n');
     }
     let mut notes = String::new();
     for report in reports {
+        if let Some(transport) = &report.transport {
+            notes.push_str(&format!("{}: over {transport}\n", report.name()));
+        }
         if let Some(error) = &report.unreachable {
             notes.push_str(&format!("{}: unreachable: {error}\n", report.label));
         }
         for result in &report.results {
             match &result.outcome {
+                Outcome::Fail(_) if let Some(known) = report.known(result) => {
+                    notes.push_str(&format!(
+                        "{} / {}: known limitation: {}\n",
+                        report.name(),
+                        result.name,
+                        known.why
+                    ))
+                }
                 Outcome::Fail(why) => notes.push_str(&format!(
                     "{} / {}: FAIL: {why}\n",
                     report.name(),
@@ -167,8 +205,12 @@ pub fn table(reports: &[ServerReport]) -> String {
                 .count()
         })
         .sum();
+    let known: usize = reports
+        .iter()
+        .map(|r| r.results.iter().filter(|x| r.known(x).is_some()).count())
+        .sum();
     out.push_str(&format!(
-        "\nconformance: {passed} passed, {failed} failed, {skipped} skipped\n"
+        "\nconformance: {passed} passed, {failed} failed, {known} known limitations, {skipped} skipped\n"
     ));
     out
 }

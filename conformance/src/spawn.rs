@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::wire::{Protocol, Transport};
+
 /// The settings the suite runs a spawned server with: small enough that every check can run
 /// (heartbeats and ticks that come quickly, a small replay buffer, client limit and lag limit).
 pub const SUITE_ENV: &[(&str, &str)] = &[
@@ -36,6 +38,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Launcher {
     pub binary: PathBuf,
     pub env: Vec<(String, String)>,
+    /// How the suite talks to the processes it starts (over TLS: their certificate's authority).
+    pub transport: Transport,
 }
 
 impl Launcher {
@@ -44,7 +48,26 @@ impl Launcher {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self { binary, env }
+        Self {
+            binary,
+            env,
+            transport: Transport::Plain,
+        }
+    }
+
+    /// The same launcher starting every process with HTTPS, on a certificate made for it, and
+    /// the suite speaking `protocol` to them.
+    pub fn with_tls(mut self, protocol: Protocol) -> Result<Self, String> {
+        let transport = Transport::with_new_certificate(protocol)?;
+        if let Transport::Tls(tls) = &transport
+            && let Some(certificates) = &tls.certificates
+        {
+            for (name, value) in certificates.env() {
+                self = self.with_env(name, &value);
+            }
+        }
+        self.transport = transport;
+        Ok(self)
     }
 
     /// The same launcher with one more variable set for every process it starts.
@@ -57,7 +80,11 @@ impl Launcher {
     /// that could change the server's settings.
     fn command(&self, overrides: &[(&str, &str)]) -> Command {
         let mut command = Command::new(&self.binary);
-        for (name, _) in SUITE_ENV {
+        for name in SUITE_ENV
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["TLS_CERT", "TLS_KEY"])
+        {
             command.env_remove(name);
         }
         command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));

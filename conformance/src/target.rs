@@ -2,19 +2,22 @@
 //! settings, and helpers for the requests most checks make.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::spawn::Launcher;
-use crate::wire::RawStream;
+use crate::wire::{Protocol, RawStream, Transport};
 
 /// How to reach a server and what to expect of it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port` or `https://…`, without a trailing slash.
     pub base: String,
     pub address: SocketAddr,
+    /// Plain HTTP/1.1, or HTTPS with HTTP/1.1 or HTTP/2.
+    pub transport: Transport,
     /// The bearer token, for servers that require one.
     pub token: Option<String>,
     /// The expected `Access-Control-Allow-Origin`.
@@ -28,22 +31,38 @@ impl Target {
     /// A server the suite started with its own settings ([`crate::spawn::SUITE_ENV`]).
     pub fn spawned(server: &crate::spawn::Server, launcher: Launcher) -> Self {
         Self {
-            base: server.base(),
+            base: format!("{}://{}", launcher.transport.scheme(), server.address()),
             address: server.address(),
+            transport: launcher.transport.clone(),
             token: Some(crate::spawn::SUITE_TOKEN.to_owned()),
             origin: crate::spawn::SUITE_ORIGIN.to_owned(),
             launcher: Some(launcher),
         }
     }
 
-    /// Parses `http://host:port` (a path is ignored); the host must resolve.
-    pub fn from_url(url: &str, token: Option<String>, origin: String) -> Result<Self, String> {
+    /// Parses `http://host:port` or `https://host:port` (a path is ignored); the host must
+    /// resolve. An `https://` URL needs the authority to trust and the protocol to speak.
+    pub fn from_url(
+        url: &str,
+        token: Option<String>,
+        origin: String,
+        tls: Option<(&std::path::Path, Protocol)>,
+    ) -> Result<Self, String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        if parsed.scheme() != "http" {
-            return Err(format!(
-                "{url:?}: only http:// URLs are supported (the suite reads the raw wire)"
-            ));
-        }
+        let transport = match (parsed.scheme(), tls) {
+            ("http", _) => Transport::Plain,
+            ("https", Some((ca, protocol))) => Transport::tls(ca, protocol)?,
+            ("https", None) => {
+                return Err(format!(
+                    "{url:?}: an https:// URL needs --ca-cert FILE, the authority to trust (for the development certificate: target/dev-cert/ca.pem)"
+                ));
+            }
+            (scheme, _) => {
+                return Err(format!(
+                    "{url:?}: only http:// and https:// URLs are supported, not {scheme}://"
+                ));
+            }
+        };
         let host = parsed
             .host_str()
             .ok_or_else(|| format!("{url:?} has no host"))?;
@@ -54,8 +73,9 @@ impl Target {
                 .and_then(|mut addresses| addresses.next())
                 .ok_or_else(|| format!("cannot resolve {host}"))?;
         Ok(Self {
-            base: format!("http://{address}"),
+            base: format!("{}://{address}", transport.scheme()),
             address,
+            transport,
             token,
             origin,
             launcher: None,
@@ -178,16 +198,33 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// `/health` as read before the checks began.
     pub health: Health,
+    /// What the TLS handshake chose by ALPN (`None` over plain HTTP).
+    pub negotiated: Option<String>,
 }
 
 impl Ctx {
     pub async fn connect(target: Target) -> Result<Self, String> {
-        // A fresh connection per request: servers close connections after refusing a body they
-        // did not read, and a pooled connection closed that way would fail the next request.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(0)
+        let builder = http_client().timeout(Duration::from_secs(20));
+        let (builder, negotiated) = match &target.transport {
+            // A fresh connection per request: servers close connections after refusing a body
+            // they did not read, and a pooled connection closed that way would fail the next
+            // request.
+            Transport::Plain => (builder.pool_max_idle_per_host(0), None),
+            Transport::Tls(tls) => {
+                // The protocol is the one asked for, or the handshake fails.
+                let probe = crate::tls::connect(target.address, Arc::clone(&tls.config)).await?;
+                let negotiated = crate::tls::negotiated(&probe);
+                let builder = builder.tls_backend_preconfigured((*tls.config).clone());
+                let builder = match tls.protocol {
+                    Protocol::Http1 => builder.http1_only().pool_max_idle_per_host(0),
+                    // Over HTTP/2 a refused body ends its stream, not the connection: one
+                    // connection carries every request, as a browser's would.
+                    Protocol::Http2 => builder.http2_prior_knowledge(),
+                };
+                (builder, Some(negotiated))
+            }
+        };
+        let http = builder
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let answer = send(http.get(format!("{}/health", target.base))).await?;
@@ -199,6 +236,7 @@ impl Ctx {
             target,
             http,
             health,
+            negotiated,
         })
     }
 
@@ -287,17 +325,38 @@ impl Ctx {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<RawStream, String> {
-        let stream = RawStream::get(self.target.address, path, headers).await?;
+        let stream = self.get_stream(path, headers).await?;
         if stream.head.status != 200 {
             return Err(format!("GET {path} answered {}", stream.head.describe()));
         }
         Ok(stream)
     }
 
+    /// Opens `GET path` over the raw wire, whatever the answer.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawStream, String> {
+        RawStream::get(&self.target.transport, self.target.address, path, headers).await
+    }
+
+    /// Whether the suite speaks HTTP/2 to this server.
+    pub fn over_h2(&self) -> bool {
+        self.target.transport.protocol() == Protocol::Http2
+    }
+
     /// Whether the suite can start processes of this server (checks that stop one need it).
     pub fn launcher(&self) -> Option<&Launcher> {
         self.target.launcher.as_ref()
     }
+}
+
+/// The suite's HTTP client builder: no proxy, and rustls on ring for HTTPS (reqwest is built
+/// without a TLS provider of its own).
+pub fn http_client() -> reqwest::ClientBuilder {
+    crate::tls::install_ring_provider();
+    reqwest::Client::builder().no_proxy()
 }
 
 /// Sends a request and reads the whole answer.

@@ -3,7 +3,7 @@
 //! check asks for.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +40,15 @@ pub async fn connect(
     address: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, String> {
-    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address))
-        .await
-        .map_err(|_| format!("connecting to {address} took more than 5 s"))?
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    handshake(address, crate::wire::tcp(address, None).await?, config).await
+}
+
+/// The TLS handshake (within 5 s) on a connected socket, naming the server by its IP.
+pub async fn handshake(
+    address: SocketAddr,
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>, String> {
     let name = ServerName::IpAddress(address.ip().into());
     tokio::time::timeout(
         Duration::from_secs(5),
@@ -61,4 +66,43 @@ pub fn negotiated(stream: &TlsStream<TcpStream>) -> String {
         .1
         .alpn_protocol()
         .map_or("none".into(), |p| String::from_utf8_lossy(p).into_owned())
+}
+
+/// A development certificate (`dev-cert`) in a directory of its own, removed when dropped: what
+/// the suite starts a server with when it runs it over HTTPS.
+#[derive(Debug)]
+pub struct Certificates {
+    /// The directory of the files (a bad file can be put beside them).
+    pub dir: PathBuf,
+    pub files: dev_cert::DevCert,
+}
+
+impl Certificates {
+    pub fn make() -> Result<Self, String> {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("conformance-tls-{}-{n}", std::process::id()));
+        let files = dev_cert::make(&dir).map_err(|e| format!("cannot make a certificate: {e}"))?;
+        Ok(Self { dir, files })
+    }
+
+    /// The server's settings for this certificate.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("TLS_CERT", self.files.cert.display().to_string()),
+            ("TLS_KEY", self.files.key.display().to_string()),
+        ]
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes rustls on ring the process's default provider, for the HTTP clients that do not get
+/// a configuration of ours (reqwest is built without a provider of its own). Idempotent.
+pub fn install_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -14,8 +14,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(base: &str, token: Option<&str>) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = conformance::target::http_client()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("an HTTP client without TLS builds");

@@ -41,8 +41,7 @@ impl Subject {
         let server = Launcher::new(binary.to_path_buf()).start(&env).await?;
         let pid = server.pid().ok_or("the server exited at once")?;
         let base = server.base();
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = conformance::target::http_client()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;

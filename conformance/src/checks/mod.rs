@@ -45,6 +45,9 @@ pub struct Check {
     pub summary: &'static str,
     /// It can run only against a server on a shared event log (it skips on the memory log).
     pub shared_log: bool,
+    /// It starts HTTPS processes of the server with certificates of its own, whatever the suite
+    /// speaks to the server under test; it runs once, in a plain-HTTP run.
+    pub own_tls_server: bool,
     run: for<'a> fn(&'a Ctx) -> CheckFuture<'a>,
 }
 
@@ -71,7 +74,14 @@ macro_rules! check {
             section: $section,
             summary: $summary,
             shared_log: false,
+            own_tls_server: false,
             run: |ctx| Box::pin($run(ctx)),
+        }
+    };
+    ($name:literal, $section:literal, $summary:literal, $run:path, own_tls_server) => {
+        Check {
+            own_tls_server: true,
+            ..check!($name, $section, $summary, $run)
         }
     };
     ($name:literal, $section:literal, $summary:literal, $run:path, shared_log) => {
@@ -345,37 +355,50 @@ pub fn all() -> Vec<Check> {
             "tls-alpn-h2",
             "8",
             "with TLS_CERT and TLS_KEY: HTTPS, ALPN h2 preferred, http/1.1 still served",
-            transport::tls_alpn_h2
+            transport::tls_alpn_h2,
+            own_tls_server
         ),
         check!(
             "tls-config-errors",
             "1",
             "TLS_CERT or TLS_KEY alone, unreadable, not PEM or not a pair: status 2, one line",
-            transport::tls_config_errors
+            transport::tls_config_errors,
+            own_tls_server
         ),
         check!(
             "h2-many-streams",
             "8",
             "100 event streams on one HTTP/2 connection all live; each RST_STREAM frees its stream",
-            transport::h2_many_streams
+            transport::h2_many_streams,
+            own_tls_server
         ),
         check!(
             "h2-no-connection-headers",
             "8",
             "no Connection, Keep-Alive, Transfer-Encoding… on any answer over HTTP/2",
-            transport::h2_no_connection_headers
+            transport::h2_no_connection_headers,
+            own_tls_server
         ),
         check!(
             "h2-shutdown",
             "8",
             "SIGTERM with 50 streams on one HTTP/2 connection: each ends with END_STREAM, exit 0",
-            transport::h2_shutdown
+            transport::h2_shutdown,
+            own_tls_server
+        ),
+        check!(
+            "h2-shutdown-goaway",
+            "8",
+            "SIGTERM with streams on an HTTP/2 connection: a GOAWAY before the connection closes",
+            transport::h2_shutdown_goaway,
+            own_tls_server
         ),
         check!(
             "tls-refuses-plain-http",
             "8",
             "plain HTTP to the HTTPS port is closed unanswered; everyone else is served",
-            transport::tls_refuses_plain_http
+            transport::tls_refuses_plain_http,
+            own_tls_server
         ),
         check!(
             "replay-header",

@@ -31,7 +31,7 @@ pub async fn shutdown(ctx: &Ctx) -> Checked {
 
     let mut readers = Vec::with_capacity(SHUTDOWN_STREAMS);
     for _ in 0..SHUTDOWN_STREAMS {
-        let mut stream = RawStream::get(address, "/events", &[]).await?;
+        let mut stream = RawStream::get(&launcher.transport, address, "/events", &[]).await?;
         ensure!(
             stream.head.status == 200,
             "stream answered {}",

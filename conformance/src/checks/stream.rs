@@ -14,18 +14,18 @@ use super::{
 };
 use crate::parser::LineKind;
 use crate::target::{Ctx, send};
-use crate::wire::{BodyEnd, Connection, RawStream};
+use crate::wire::{BodyEnd, RawStream};
 
 pub async fn events_head(ctx: &Ctx) -> Checked {
-    let stream = RawStream::get(
-        ctx.target.address,
-        "/events",
-        &[
-            ("Accept", "text/event-stream"),
-            ("Accept-Encoding", "gzip, deflate, br, zstd"),
-        ],
-    )
-    .await?;
+    let stream = ctx
+        .get_stream(
+            "/events",
+            &[
+                ("Accept", "text/event-stream"),
+                ("Accept-Encoding", "gzip, deflate, br, zstd"),
+            ],
+        )
+        .await?;
     let head = &stream.head;
     let what = "GET /events";
     ensure_status(head, what, 200)?;
@@ -276,13 +276,12 @@ pub struct Lagged {
 /// fill every socket and framework buffer on the way, then reads what the stream got.
 pub async fn lag_one_client(ctx: &Ctx) -> Result<Lagged, String> {
     // A small receive buffer, so that socket buffers hold as few events as possible.
-    let connection = Connection::open(ctx.target.address, Some(4096)).await?;
-    let mut slow = RawStream::request(
-        connection,
-        "GET",
-        "/events",
-        &[],
-        b"",
+    // Over HTTP/2 the flow-control windows are made as small too.
+    let mut slow = RawStream::open(
+        &ctx.target.transport,
+        ctx.target.address,
+        Some(4096),
+        ("GET", "/events", &[], b""),
         Duration::from_secs(5),
     )
     .await?;
@@ -395,7 +394,7 @@ pub async fn fill_up(ctx: &Ctx) -> Result<(Vec<RawStream>, RawStream), String> {
     for _ in base..ctx.config().max_clients {
         open.push(ctx.open_stream("/events", &[]).await?);
     }
-    let one_more = RawStream::get(ctx.target.address, "/events", &[]).await?;
+    let one_more = ctx.get_stream("/events", &[]).await?;
     Ok((open, one_more))
 }
 
@@ -434,7 +433,7 @@ pub async fn max_clients(ctx: &Ctx) -> Checked {
     open.pop();
     let deadline = Instant::now() + notice_bound(ctx);
     loop {
-        let again = RawStream::get(ctx.target.address, "/events", &[]).await?;
+        let again = ctx.get_stream("/events", &[]).await?;
         if again.head.status == 200 {
             break;
         }

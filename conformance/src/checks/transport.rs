@@ -3,33 +3,33 @@
 //! the suite makes, so they run where the suite can start the server (`--spawn`).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::{ensure_header, ensure_status};
-use super::{Checked, ensure, marker, pass, read_through, skip};
+use super::{Checked, Outcome, ensure, marker, pass, read_through, skip};
 use crate::spawn::{Launcher, Server};
 use crate::target::Ctx;
-use crate::tls;
-use crate::wire::RawStream;
+use crate::tls::{self, Certificates};
+use crate::wire::h2::{self as h2_frames, FrameTap};
 use crate::wire::{find, parse_head, request};
 
 /// What a stream is asked with: what browsers send, and more.
 const ACCEPT_ANY_CODING: &str = "gzip, deflate, br, zstd";
 
 pub async fn events_not_compressed(ctx: &Ctx) -> Checked {
-    let mut stream = RawStream::get(
-        ctx.target.address,
-        "/events",
-        &[
-            ("Accept", "text/event-stream"),
-            ("Accept-Encoding", ACCEPT_ANY_CODING),
-        ],
-    )
-    .await?;
+    let mut stream = ctx
+        .get_stream(
+            "/events",
+            &[
+                ("Accept", "text/event-stream"),
+                ("Accept-Encoding", ACCEPT_ANY_CODING),
+            ],
+        )
+        .await?;
     let what = format!("GET /events with Accept-Encoding: {ACCEPT_ANY_CODING}");
     ensure_status(&stream.head, &what, 200)?;
     ensure_header(
@@ -119,35 +119,6 @@ pub async fn demo_page_gzip(ctx: &Ctx) -> Checked {
         );
     }
     pass()
-}
-
-/// A development certificate in a directory of its own, removed when dropped.
-struct Certificates {
-    dir: PathBuf,
-    files: dev_cert::DevCert,
-}
-
-impl Certificates {
-    fn make() -> Result<Self, String> {
-        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("conformance-tls-{}-{n}", std::process::id()));
-        let files = dev_cert::make(&dir).map_err(|e| format!("cannot make a certificate: {e}"))?;
-        Ok(Self { dir, files })
-    }
-
-    fn env(&self) -> [(&'static str, String); 2] {
-        [
-            ("TLS_CERT", self.files.cert.display().to_string()),
-            ("TLS_KEY", self.files.key.display().to_string()),
-        ]
-    }
-}
-
-impl Drop for Certificates {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Starts the server with TLS and the suite's development certificate, and `more` settings.
@@ -680,66 +651,125 @@ pub async fn h2_no_connection_headers(ctx: &Ctx) -> Checked {
 /// Event streams held open on one HTTP/2 connection through the shutdown.
 const H2_SHUTDOWN_STREAMS: usize = 50;
 
-pub async fn h2_shutdown(ctx: &Ctx) -> Checked {
+/// What became of a server's HTTP/2 connection and its streams when it was sent SIGTERM.
+struct H2Shutdown {
+    /// Why each stream that did not end with END_STREAM ended (a reset, a cut, still open).
+    cut: Vec<String>,
+    /// Whether a GOAWAY came before the connection closed.
+    goaway: bool,
+    status: Option<std::process::ExitStatus>,
+}
+
+/// Opens [`H2_SHUTDOWN_STREAMS`] streams on one HTTP/2 connection to a TLS process of the
+/// server, sends it SIGTERM, and reads every stream, the frames and the exit.
+async fn shut_down_over_h2(ctx: &Ctx) -> Result<Result<H2Shutdown, Checked>, String> {
     let room = (H2_SHUTDOWN_STREAMS + 10).to_string();
-    on_tls_server(ctx, &[("MAX_CLIENTS", &room)], async |server: &mut Server, ca: &Path| {
-        let address = server.address();
-        let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
-        let (send, connection) = h2::client::Builder::new()
-            .data_frame_budget(1 << 30)
-            .handshake(tls)
-            .await
-            .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
-        let connection = tokio::spawn(connection);
-        let send = &send;
-        let opened = futures_util::future::join_all((0..H2_SHUTDOWN_STREAMS).map(|_| async move {
-            let (response, _) =
-                h2_send(send, address, http::Request::builder().method("GET"), "/events", None)
+    let mut seen = None;
+    let outcome = on_tls_server(
+        ctx,
+        &[("MAX_CLIENTS", &room)],
+        async |server: &mut Server, ca: &Path| {
+            let address = server.address();
+            let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
+            let (tls, frames) = FrameTap::new(tls);
+            let (send, connection) = h2::client::Builder::new()
+                .data_frame_budget(1 << 30)
+                .handshake(tls)
+                .await
+                .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+            let mut connection = tokio::spawn(connection);
+            let send = &send;
+            let opened =
+                futures_util::future::join_all((0..H2_SHUTDOWN_STREAMS).map(|_| async move {
+                    let (response, _) = h2_send(
+                        send,
+                        address,
+                        http::Request::builder().method("GET"),
+                        "/events",
+                        None,
+                    )
                     .await?;
-            let status = response.status().as_u16();
-            ensure!(status == 200, "GET /events over HTTP/2 answered {status}");
-            Ok::<_, String>(response.into_body())
-        }))
-        .await;
-        let mut bodies = Vec::with_capacity(H2_SHUTDOWN_STREAMS);
-        for opened in opened {
-            bodies.push(opened?);
-        }
-        server.terminate()?;
-        // Each stream must end with its END_STREAM: its body ends (`None`), not an error.
-        let ends = futures_util::future::join_all(bodies.into_iter().map(|mut body| async move {
-            tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    match body.data().await {
-                        Some(Ok(data)) => {
-                            let _ = body.flow_control().release_capacity(data.len());
+                    let status = response.status().as_u16();
+                    ensure!(status == 200, "GET /events over HTTP/2 answered {status}");
+                    Ok::<_, String>(response.into_body())
+                }))
+                .await;
+            let mut bodies = Vec::with_capacity(H2_SHUTDOWN_STREAMS);
+            for opened in opened {
+                bodies.push(opened?);
+            }
+            server.terminate()?;
+            // Each stream must end with its END_STREAM: its body ends (`None`), not an error.
+            let ends =
+                futures_util::future::join_all(bodies.into_iter().map(|mut body| async move {
+                    tokio::time::timeout(Duration::from_secs(10), async {
+                        loop {
+                            match body.data().await {
+                                Some(Ok(data)) => {
+                                    let _ = body.flow_control().release_capacity(data.len());
+                                }
+                                Some(Err(e)) => return Err(e.to_string()),
+                                None => return Ok(()),
+                            }
                         }
-                        Some(Err(e)) => return Err(e.to_string()),
-                        None => return Ok(()),
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err("still open 10 s after the SIGTERM".into()))
-        }))
-        .await;
-        let cut: Vec<&String> = ends.iter().filter_map(|e| e.as_ref().err()).collect();
-        ensure!(
-            cut.is_empty(),
-            "{} of {H2_SHUTDOWN_STREAMS} streams did not end with END_STREAM at shutdown, first: {}",
-            cut.len(),
-            cut[0]
-        );
-        // The GOAWAY that should follow is not judged yet: after it the client may still write
-        // (a WINDOW_UPDATE) into the closing connection and see a broken pipe, so its absence
-        // cannot be told from that race by the connection's end alone.
-        connection.abort();
-        let status = server.wait(Duration::from_secs(5)).await;
-        ensure!(
-            status.is_some_and(|s| s.success()),
-            "the server did not exit 0 after the SIGTERM: {status:?}"
-        );
-        pass()
-    })
-    .await
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("still open 10 s after the SIGTERM".into()))
+                }))
+                .await;
+            let status = server.wait(Duration::from_secs(5)).await;
+            // The GOAWAY is read off the wire: the connection's end alone cannot tell it from a
+            // close (after a GOAWAY the client may still write into the closing connection and
+            // see a broken pipe).
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut connection).await;
+            connection.abort();
+            let goaway = frames
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&h2_frames::GOAWAY);
+            seen = Some(H2Shutdown {
+                cut: ends.into_iter().filter_map(Result::err).collect(),
+                goaway,
+                status,
+            });
+            pass()
+        },
+    )
+    .await;
+    match (outcome, seen) {
+        (Ok(Outcome::Pass), Some(seen)) => Ok(Ok(seen)),
+        (Ok(other), _) => Ok(Err(Ok(other))),
+        (Err(failure), _) => Err(failure),
+    }
+}
+
+pub async fn h2_shutdown(ctx: &Ctx) -> Checked {
+    let seen = match shut_down_over_h2(ctx).await? {
+        Ok(seen) => seen,
+        Err(skipped) => return skipped,
+    };
+    ensure!(
+        seen.cut.is_empty(),
+        "{} of {H2_SHUTDOWN_STREAMS} streams did not end with END_STREAM at shutdown, first: {}",
+        seen.cut.len(),
+        seen.cut[0]
+    );
+    ensure!(
+        seen.status.is_some_and(|s| s.success()),
+        "the server did not exit 0 after the SIGTERM: {:?}",
+        seen.status
+    );
+    pass()
+}
+
+pub async fn h2_shutdown_goaway(ctx: &Ctx) -> Checked {
+    let seen = match shut_down_over_h2(ctx).await? {
+        Ok(seen) => seen,
+        Err(skipped) => return skipped,
+    };
+    ensure!(
+        seen.goaway,
+        "the connection closed without a GOAWAY (RFC 9113 §6.8: a server that shuts down sends one)"
+    );
+    pass()
 }

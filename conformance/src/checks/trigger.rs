@@ -11,7 +11,7 @@ use super::{
     settled_clients, skip,
 };
 use crate::target::{Answer, Ctx, send};
-use crate::wire::{Connection, RawStream, TimedBlock};
+use crate::wire::{RawStream, TimedBlock};
 
 /// A trigger request with full control over every part.
 struct Request<'a> {
@@ -218,30 +218,30 @@ pub async fn trigger_413(ctx: &Ctx) -> Checked {
     pass()
 }
 
-/// `POST /trigger` with a chunked body (no `Content-Length`) over the raw client: the status.
+/// `POST /trigger` with a body of no announced length over the raw client (chunked over
+/// HTTP/1.1; over HTTP/2 DATA frames without `Content-Length`): the status.
 async fn send_chunked(ctx: &Ctx, body: &[u8]) -> Result<u16, String> {
-    let mut chunked = Vec::new();
-    for chunk in body.chunks(8192) {
-        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        chunked.extend_from_slice(chunk);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
     let authorization = ctx.target.token.as_ref().map(|t| format!("Bearer {t}"));
-    let mut headers = vec![
-        ("Content-Type", "application/json"),
-        ("Transfer-Encoding", "chunked"),
-    ];
+    let mut headers = vec![("Content-Type", "application/json")];
     if let Some(value) = &authorization {
         headers.push(("Authorization", value));
     }
-    let connection = Connection::open(ctx.target.address, None).await?;
-    let response = RawStream::request(
-        connection,
-        "POST",
-        "/trigger",
-        &headers,
-        &chunked,
+    let mut sent = body.to_vec();
+    if !ctx.over_h2() {
+        headers.push(("Transfer-Encoding", "chunked"));
+        sent.clear();
+        for chunk in body.chunks(8192) {
+            sent.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            sent.extend_from_slice(chunk);
+            sent.extend_from_slice(b"\r\n");
+        }
+        sent.extend_from_slice(b"0\r\n\r\n");
+    }
+    let response = RawStream::open(
+        &ctx.target.transport,
+        ctx.target.address,
+        None,
+        ("POST", "/trigger", &headers, &sent),
         Duration::from_secs(5),
     )
     .await?;

@@ -8,10 +8,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 /// Errors of the raw client, as sentences for failure messages.
 pub type WireResult<T> = Result<T, String>;
@@ -110,10 +114,11 @@ pub enum BodyEnd {
     Reset,
 }
 
-/// A TCP connection to a server: what is sent goes out byte for byte, and what comes back is
-/// kept in [`Connection::received`] until a head parser or a body decoder takes it.
+/// A TCP connection to a server, plain or inside TLS: what is sent goes out byte for byte, and
+/// what comes back is kept in [`Connection::received`] until a head parser or a body decoder
+/// takes it.
 pub struct Connection {
-    socket: TcpStream,
+    socket: Socket,
     address: SocketAddr,
     /// Bytes received and not yet taken.
     pub received: Vec<u8>,
@@ -123,23 +128,24 @@ impl Connection {
     /// Connects (within 5 s), with a small receive buffer when asked (for a client that stops
     /// reading).
     pub async fn open(address: SocketAddr, receive_buffer: Option<u32>) -> WireResult<Self> {
-        let socket = if address.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(|e| format!("cannot create a socket: {e}"))?;
-        if let Some(size) = receive_buffer {
-            socket
-                .set_recv_buffer_size(size)
-                .map_err(|e| format!("cannot set SO_RCVBUF: {e}"))?;
-        }
-        let socket = tokio::time::timeout(Duration::from_secs(5), socket.connect(address))
-            .await
-            .map_err(|_| format!("connecting to {address} took more than 5 s"))?
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         Ok(Self {
-            socket,
+            socket: Socket::Tcp(tcp(address, receive_buffer).await?),
+            address,
+            received: Vec::new(),
+        })
+    }
+
+    /// [`Connection::open`], then a TLS handshake with `config` (HTTP/1.1 over TLS when
+    /// `config` offers `http/1.1` by ALPN).
+    pub async fn open_tls(
+        address: SocketAddr,
+        receive_buffer: Option<u32>,
+        config: Arc<rustls::ClientConfig>,
+    ) -> WireResult<Self> {
+        let tcp = tcp(address, receive_buffer).await?;
+        let tls = crate::tls::handshake(address, tcp, config).await?;
+        Ok(Self {
+            socket: Socket::Tls(Box::new(tls)),
             address,
             received: Vec::new(),
         })
@@ -152,7 +158,9 @@ impl Connection {
 
     /// Sends `bytes` exactly as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.socket.write_all(bytes).await
+        self.socket.write_all(bytes).await?;
+        // TLS holds written bytes back until flushed.
+        self.socket.flush().await
     }
 
     /// Waits for at most `limit` more bytes and adds them to `received`: how many came (0 when
@@ -221,7 +229,86 @@ impl Connection {
     /// Closes the connection by resetting it (no TIME_WAIT left behind on this side): what a
     /// client that goes away does, as far as the server can tell.
     pub fn abort(self) {
-        let _ = self.socket.set_zero_linger();
+        let _ = self.socket.tcp().set_zero_linger();
+    }
+}
+
+/// Connects (within 5 s), with a small receive buffer when asked.
+pub(crate) async fn tcp(address: SocketAddr, receive_buffer: Option<u32>) -> WireResult<TcpStream> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("cannot create a socket: {e}"))?;
+    if let Some(size) = receive_buffer {
+        socket
+            .set_recv_buffer_size(size)
+            .map_err(|e| format!("cannot set SO_RCVBUF: {e}"))?;
+    }
+    let tcp = tokio::time::timeout(Duration::from_secs(5), socket.connect(address))
+        .await
+        .map_err(|_| format!("connecting to {address} took more than 5 s"))?
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    // As browsers do: a small write (a TLS handshake message, an HTTP/2 frame) goes out at once
+    // instead of waiting for the ACK of the one before.
+    tcp.set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    Ok(tcp)
+}
+
+/// A connection's byte stream.
+enum Socket {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Socket {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Tcp(tcp) => tcp,
+            Self::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 

@@ -74,6 +74,9 @@ async fn main() -> std::io::Result<()> {
         // By default a client's EOF counts as a half-close and the stream goes on until a write
         // fails (the second heartbeat after the close); this ends it at the EOF.
         .h1_allow_half_closed(false)
+        // An event is a small write: sent at once, not held for the ACK of the one before
+        // (Nagle's algorithm costs each TLS handshake some 40 ms against a delayed ACK).
+        .tcp_nodelay(true)
         // actix-web's own handlers stop at once on SIGINT (resetting every stream) and wait for
         // open streams on SIGTERM; `stopping` ends the streams first, making both a graceful stop.
         .shutdown_signal(stopping)

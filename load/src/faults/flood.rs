@@ -165,8 +165,7 @@ struct HealthWatch {
 
 /// Polls `/health` every 50 ms on fresh connections (a flooded server must still accept them).
 async fn watch_health(base: &str, flooding: &AtomicBool) -> HealthWatch {
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = conformance::target::http_client()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()

@@ -46,6 +46,7 @@ async fn run_cases(
     findings: &mut Findings,
 ) -> Result<String, String> {
     let mut stream = RawStream::get(
+        &conformance::wire::Transport::Plain,
         subject.address,
         "/events",
         &[("Accept", "text/event-stream")],

@@ -134,8 +134,7 @@ impl Publishing {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(AtomicU64::new(0));
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = conformance::target::http_client()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client builds");
@@ -213,8 +212,7 @@ async fn wait_health(
     want: impl Fn(&serde_json::Value) -> bool,
 ) -> Result<Duration, String> {
     let began = Instant::now();
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = conformance::target::http_client()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
