@@ -204,22 +204,20 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn connect(target: Target) -> Result<Self, String> {
-        let builder = http_client().timeout(Duration::from_secs(20));
+        let builder = http_client_for(&target.transport).timeout(Duration::from_secs(20));
         let (builder, negotiated) = match &target.transport {
             // A fresh connection per request: servers close connections after refusing a body
             // they did not read, and a pooled connection closed that way would fail the next
-            // request.
+            // request. Over HTTP/2 a refused body ends its stream, not the connection: one
+            // connection carries every request, as a browser's would.
             Transport::Plain => (builder.pool_max_idle_per_host(0), None),
             Transport::Tls(tls) => {
                 // The protocol is the one asked for, or the handshake fails.
                 let probe = crate::tls::connect(target.address, Arc::clone(&tls.config)).await?;
                 let negotiated = crate::tls::negotiated(&probe);
-                let builder = builder.tls_backend_preconfigured((*tls.config).clone());
                 let builder = match tls.protocol {
-                    Protocol::Http1 => builder.http1_only().pool_max_idle_per_host(0),
-                    // Over HTTP/2 a refused body ends its stream, not the connection: one
-                    // connection carries every request, as a browser's would.
-                    Protocol::Http2 => builder.http2_prior_knowledge(),
+                    Protocol::Http1 => builder.pool_max_idle_per_host(0),
+                    Protocol::Http2 => builder,
                 };
                 (builder, Some(negotiated))
             }
@@ -357,6 +355,22 @@ impl Ctx {
 pub fn http_client() -> reqwest::ClientBuilder {
     crate::tls::install_ring_provider();
     reqwest::Client::builder().no_proxy()
+}
+
+/// [`http_client`] speaking `transport`: over TLS trusting its authority, HTTP/1.1 or HTTP/2
+/// alone as it says.
+pub fn http_client_for(transport: &Transport) -> reqwest::ClientBuilder {
+    let builder = http_client();
+    match transport {
+        Transport::Plain => builder,
+        Transport::Tls(tls) => {
+            let builder = builder.tls_backend_preconfigured((*tls.config).clone());
+            match tls.protocol {
+                Protocol::Http1 => builder.http1_only(),
+                Protocol::Http2 => builder.http2_prior_knowledge(),
+            }
+        }
+    }
 }
 
 /// Sends a request and reads the whole answer.

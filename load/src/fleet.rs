@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance::wire::BodyEnd;
-use tokio::sync::{Semaphore, watch};
+use bytes::Bytes;
+use conformance::wire::{BodyEnd, Transport};
+use h2::client::SendRequest;
+use tokio::sync::{OnceCell, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::stream::{Event, Progress, Stream, clock_ns};
@@ -101,6 +103,9 @@ fn stamp(data: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
+/// An HTTP/2 connection some of a fleet's streams share, made by the first of them.
+type SharedConnection = OnceCell<Result<SendRequest<Bytes>, String>>;
+
 /// Connects in flight at once while a fleet opens its streams.
 const CONNECTS_IN_FLIGHT: usize = 128;
 
@@ -122,24 +127,72 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts `clients` streams (`GET /events`); they connect in the background (see
-    /// [`Fleet::wait_heads`]).
+    /// Starts `clients` streams (`GET /events`), each on a connection of its own; they connect
+    /// in the background (see [`Fleet::wait_heads`]).
     pub fn start(address: SocketAddr, clients: usize) -> Self {
+        Self::spawn(clients, |_| {
+            Stream::open(address, "/events", &[], None, Duration::from_secs(30))
+        })
+    }
+
+    /// Starts `clients` streams over HTTPS with HTTP/2 (`transport`), `per_connection` of them
+    /// on each connection, as a browser puts its streams to one host on one connection.
+    pub fn start_h2(
+        address: SocketAddr,
+        transport: &Transport,
+        clients: usize,
+        per_connection: usize,
+    ) -> Result<Self, String> {
+        let Transport::Tls(tls) = transport else {
+            return Err("HTTP/2 needs a server started with TLS".into());
+        };
+        let connections: Vec<Arc<SharedConnection>> = (0..clients.div_ceil(per_connection.max(1)))
+            .map(|_| Arc::new(OnceCell::new()))
+            .collect();
+        let config = Arc::clone(&tls.config);
+        Ok(Self::spawn(clients, move |i| {
+            let connection = Arc::clone(&connections[i / per_connection.max(1)]);
+            let config = Arc::clone(&config);
+            async move {
+                // The connection's first stream makes it; the others wait for it.
+                let send = connection
+                    .get_or_init(|| async {
+                        let mut builder = conformance::wire::h2::client();
+                        // Windows as large as a browser's, so that flow control is not the
+                        // limit being measured.
+                        builder
+                            .initial_window_size(1 << 20)
+                            .initial_connection_window_size(16 << 20);
+                        conformance::wire::h2::connect(address, config, &builder)
+                            .await
+                            .map(|(send, _driver)| send)
+                    })
+                    .await
+                    .clone()?;
+                Stream::open_h2(&send, address, "/events", Duration::from_secs(30)).await
+            }
+        }))
+    }
+
+    fn spawn<Opening>(clients: usize, open: impl Fn(usize) -> Opening) -> Self
+    where
+        Opening: std::future::Future<Output = Result<Stream, String>> + Send + 'static,
+    {
         let delivered = Arc::new(AtomicU64::new(0));
         let heads = Arc::new(AtomicU64::new(0));
         let (leave, leave_rx) = watch::channel(None);
         let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
         let mut tasks = JoinSet::new();
-        for _ in 0..clients {
+        for i in 0..clients {
             let gate = Arc::clone(&gate);
             let delivered = Arc::clone(&delivered);
             let heads = Arc::clone(&heads);
             let leave = leave_rx.clone();
+            let opening = open(i);
             tasks.spawn(async move {
                 let permit = gate.acquire_owned().await.expect("never closed");
                 let began = Instant::now();
-                let opened =
-                    Stream::open(address, "/events", &[], None, Duration::from_secs(30)).await;
+                let opened = opening.await;
                 drop(permit);
                 heads.fetch_add(1, Ordering::Relaxed);
                 let mut tally = Tally::default();

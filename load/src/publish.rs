@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use conformance::wire::Transport;
 use serde_json::json;
 
 /// A keep-alive HTTP client for one server's `/trigger`.
@@ -13,11 +14,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(base: &str, token: Option<&str>) -> Self {
-        let http = conformance::target::http_client()
+    pub fn new(base: &str, token: Option<&str>, transport: &Transport) -> Self {
+        let http = conformance::target::http_client_for(transport)
             .timeout(Duration::from_secs(30))
             .build()
-            .expect("an HTTP client without TLS builds");
+            .expect("an HTTP client builds");
         Self {
             http,
             url: format!("{base}/trigger"),

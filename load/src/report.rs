@@ -170,6 +170,30 @@ pub fn bench(results: &[Results], sizes: &Sizes, command: &str) -> String {
     }
     let _ = writeln!(
         out,
+        "\n### HTTP/1.1 and HTTP/2 side by side\n\nHTTP/1.1: one connection per stream, plain TCP. HTTP/2: over TLS (a development certificate), {} streams to a connection, as a browser holds its streams to one host.\n",
+        crate::bench::h2::STREAMS_PER_CONNECTION
+    );
+    let _ = writeln!(
+        out,
+        "| framework | RSS per idle stream, HTTP/1.1 ({} connections) | RSS per idle stream, HTTP/2 ({} streams) | CPU s per million, HTTP/1.1 ({} clients) | CPU s per million, HTTP/2 | deliveries/s, HTTP/1.1 / HTTP/2 |",
+        sizes.idle_streams, sizes.idle_streams, sizes.fanout_clients
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for r in results {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} KiB | {:.1} KiB | {:.2} | {:.2} | {:.0} / {:.0} |",
+            r.framework,
+            r.streams.rss_per_idle_stream_kib,
+            r.h2.rss_per_idle_stream_kib,
+            r.fanout.cpu_s_per_million,
+            r.h2.cpu_s_per_million,
+            r.fanout.deliveries_per_s,
+            r.h2.deliveries_per_s
+        );
+    }
+    let _ = writeln!(
+        out,
         "\n### Fan-out: {} clients, {}-byte payloads\n",
         sizes.fanout_clients, sizes.payload_bytes
     );

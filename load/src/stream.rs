@@ -1,13 +1,15 @@
 //! A lean event-stream client for load: the conformance suite's raw HTTP/1.1 client
-//! ([`conformance::wire::Connection`], its head parser and body decoder), and just enough of the
-//! SSE format to check every delivery (ids, names, the first data line). The conformance suite's
-//! spec-exact parser checks the format; this one has to stay cheap at 19,000 streams: the body
-//! is decoded straight into the event scanner's buffer.
+//! ([`conformance::wire::Connection`], its head parser and body decoder) or an HTTP/2 stream
+//! (the `h2` crate, many on one connection), and just enough of the SSE format to check every
+//! delivery (ids, names, the first data line). The conformance suite's spec-exact parser checks
+//! the format; this one has to stay cheap at 19,000 streams: the body is decoded straight into
+//! the event scanner's buffer.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use conformance::wire::{self, BodyDecoder, BodyEnd, Connection, Head, find};
 
 /// Nanoseconds since this process first asked: the clock that stamps published payloads, so a
@@ -35,12 +37,24 @@ pub enum Progress {
 
 /// An open `GET` whose head has arrived; events are read with [`Stream::read`].
 pub struct Stream {
-    connection: Connection,
+    source: Source,
     pub head: Head,
-    body: BodyDecoder,
     /// How the body ended, once it has.
     end: Option<BodyEnd>,
     events: EventScanner,
+}
+
+/// Where the body comes from.
+enum Source {
+    Http1 {
+        connection: Connection,
+        body: BodyDecoder,
+    },
+    /// One stream of an HTTP/2 connection that others may share; dropping it resets the stream.
+    Http2 {
+        body: h2::RecvStream,
+        _connection: h2::client::SendRequest<Bytes>,
+    },
 }
 
 const READ_SIZE: usize = 4096;
@@ -85,15 +99,66 @@ impl Stream {
         let body =
             BodyDecoder::for_response(&head, "GET").map_err(|e| format!("GET {target}: {e}"))?;
         let mut stream = Self {
-            connection,
             head,
             end: body.is_complete().then_some(BodyEnd::Clean),
-            body,
+            source: Source::Http1 { connection, body },
             events: EventScanner::default(),
         };
         // The start of the body may have come with the head.
         stream.take_body();
         Ok(stream)
+    }
+
+    /// Sends `GET target` on the HTTP/2 connection `connection` (a stream of its own there) and
+    /// reads the response head (at most `timeout`).
+    pub async fn open_h2(
+        connection: &h2::client::SendRequest<Bytes>,
+        address: SocketAddr,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        tokio::time::timeout(timeout, async {
+            let mut send = connection
+                .clone()
+                .ready()
+                .await
+                .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
+            let request = http::Request::get(format!("https://{address}{target}"))
+                .header("accept", "text/event-stream")
+                .body(())
+                .map_err(|e| e.to_string())?;
+            let sent = Instant::now();
+            let (response, _) = send
+                .send_request(request, true)
+                .map_err(|e| format!("GET {target}: {e}"))?;
+            let response = response.await.map_err(|e| format!("GET {target}: {e}"))?;
+            let (parts, body) = response.into_parts();
+            let head = Head {
+                status: parts.status.as_u16(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                latency: sent.elapsed(),
+            };
+            Ok(Self {
+                end: body.is_end_stream().then_some(BodyEnd::Clean),
+                head,
+                source: Source::Http2 {
+                    body,
+                    _connection: send,
+                },
+                events: EventScanner::default(),
+            })
+        })
+        .await
+        .map_err(|_| format!("GET {target}: no response head within {timeout:?}"))?
     }
 
     /// Waits for more of the body and hands every complete event to `on_event`.
@@ -102,9 +167,30 @@ impl Stream {
         if let Some(end) = self.end {
             return Progress::Ended(end);
         }
-        match self.connection.read_more(READ_SIZE).await {
+        let connection = match &mut self.source {
+            Source::Http1 { connection, .. } => connection,
+            Source::Http2 { body, .. } => {
+                let end = match body.data().await {
+                    Some(Ok(data)) => {
+                        let _ = body.flow_control().release_capacity(data.len());
+                        self.events.pending.extend_from_slice(&data);
+                        self.events.drain(&mut on_event);
+                        return Progress::Open;
+                    }
+                    None => BodyEnd::Clean,
+                    Some(Err(e)) if e.is_reset() => BodyEnd::Reset,
+                    Some(Err(_)) => BodyEnd::Truncated,
+                };
+                self.end = Some(end);
+                return Progress::Ended(end);
+            }
+        };
+        match connection.read_more(READ_SIZE).await {
             Ok(0) => {
-                let end = self.body.end_at_close();
+                let Source::Http1 { body, .. } = &self.source else {
+                    unreachable!("an HTTP/1.1 stream")
+                };
+                let end = body.end_at_close();
                 self.end = Some(end);
                 Progress::Ended(end)
             }
@@ -126,11 +212,11 @@ impl Stream {
     /// Decodes what has been received straight into the event scanner; a body whose framing is
     /// broken ends there, truncated.
     fn take_body(&mut self) {
-        match self
-            .connection
-            .take_body(&mut self.body, &mut self.events.pending)
-        {
-            Ok(()) if self.body.is_complete() => self.end = Some(BodyEnd::Clean),
+        let Source::Http1 { connection, body } = &mut self.source else {
+            return;
+        };
+        match connection.take_body(body, &mut self.events.pending) {
+            Ok(()) if body.is_complete() => self.end = Some(BodyEnd::Clean),
             Ok(()) => {}
             Err(_) => self.end = Some(BodyEnd::Truncated),
         }
@@ -152,10 +238,13 @@ impl Stream {
         }
     }
 
-    /// Closes the connection by resetting it (no TIME_WAIT left behind on this side): what a
-    /// client that goes away does, as far as the server can tell.
+    /// Goes away: resets the connection (no TIME_WAIT left behind on this side), or over
+    /// HTTP/2 the stream (`RST_STREAM`; the connection closes when its last stream has gone).
     pub fn abort(self) {
-        self.connection.abort();
+        match self.source {
+            Source::Http1 { connection, .. } => connection.abort(),
+            Source::Http2 { .. } => {}
+        }
     }
 }
 

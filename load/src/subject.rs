@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use conformance::spawn::{Launcher, SUITE_TOKEN, Server};
 use conformance::target::Health;
+use conformance::wire::{Protocol, Transport};
 
 use crate::procfs::Sample;
 use crate::publish::Publisher;
@@ -28,6 +29,8 @@ pub struct Subject {
     server: Server,
     pub pid: u32,
     pub address: SocketAddr,
+    /// Plain HTTP/1.1, or HTTPS on a certificate made for it.
+    pub transport: Transport,
     pub base: String,
     pub publisher: Publisher,
     http: reqwest::Client,
@@ -36,19 +39,38 @@ pub struct Subject {
 impl Subject {
     /// Starts `binary` with [`LOAD_ENV`] and then `overrides` on top.
     pub async fn start(binary: &Path, overrides: &[(&str, &str)]) -> Result<Self, String> {
+        Self::start_with(Launcher::new(binary.to_path_buf()), overrides).await
+    }
+
+    /// [`Subject::start`] over HTTPS (a certificate made for it), spoken to with `protocol`.
+    pub async fn start_tls(
+        binary: &Path,
+        overrides: &[(&str, &str)],
+        protocol: Protocol,
+    ) -> Result<Self, String> {
+        Self::start_with(
+            Launcher::new(binary.to_path_buf()).with_tls(protocol)?,
+            overrides,
+        )
+        .await
+    }
+
+    async fn start_with(launcher: Launcher, overrides: &[(&str, &str)]) -> Result<Self, String> {
         let mut env: Vec<(&str, &str)> = LOAD_ENV.to_vec();
         env.extend_from_slice(overrides);
-        let server = Launcher::new(binary.to_path_buf()).start(&env).await?;
+        let server = launcher.start(&env).await?;
         let pid = server.pid().ok_or("the server exited at once")?;
-        let base = server.base();
-        let http = conformance::target::http_client()
+        let transport = launcher.transport.clone();
+        let base = format!("{}://{}", transport.scheme(), server.address());
+        let http = conformance::target::http_client_for(&transport)
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Self {
             pid,
             address: server.address(),
-            publisher: Publisher::new(&base, Some(SUITE_TOKEN)),
+            publisher: Publisher::new(&base, Some(SUITE_TOKEN), &transport),
+            transport,
             base,
             server,
             http,

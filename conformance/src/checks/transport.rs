@@ -472,11 +472,7 @@ pub async fn h2_many_streams(ctx: &Ctx) -> Checked {
                 chosen == "h2",
                 "offered ALPN h2 alone, the server chose {chosen}"
             );
-            // The h2 crate ends a connection that brings "too many" small DATA frames it holds
-            // unread (a defence of its own); a hundred streams of small events and heartbeats read
-            // one after another are no attack, and browsers set no such budget.
-            let (send, connection) = h2::client::Builder::new()
-                .data_frame_budget(1 << 30)
+            let (send, connection) = h2_frames::client()
                 .handshake(tls)
                 .await
                 .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
@@ -672,8 +668,7 @@ async fn shut_down_over_h2(ctx: &Ctx) -> Result<Result<H2Shutdown, Checked>, Str
             let address = server.address();
             let tls = tls::connect(address, tls::client_config(ca, &[b"h2"])?).await?;
             let (tls, frames) = FrameTap::new(tls);
-            let (send, connection) = h2::client::Builder::new()
-                .data_frame_budget(1 << 30)
+            let (send, connection) = h2_frames::client()
                 .handshake(tls)
                 .await
                 .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;

@@ -24,6 +24,33 @@ const CONNECTION_SPECIFIC: &[&str] = &[
     "upgrade",
 ];
 
+/// The suite's HTTP/2 client settings. The h2 crate ends a connection that brings "too many"
+/// small DATA frames it holds unread (a defence of its own); a hundred streams of small events
+/// and heartbeats read one after another are no attack, and browsers set no such budget.
+pub fn client() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder.data_frame_budget(1 << 30);
+    builder
+}
+
+/// A TLS connection (ALPN `h2` in `config`) and the HTTP/2 handshake on it, driven by a task of
+/// its own: the handle to send requests with, and that task.
+pub async fn connect(
+    address: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    builder: &h2::client::Builder,
+) -> WireResult<(SendRequest<Bytes>, tokio::task::JoinHandle<()>)> {
+    let tls = crate::tls::connect(address, config).await?;
+    let (send, connection) = tokio::time::timeout(Duration::from_secs(5), builder.handshake(tls))
+        .await
+        .map_err(|_| "the HTTP/2 handshake took more than 5 s".to_owned())?
+        .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((send, driver))
+}
+
 /// A request's response being read: the head is in, the DATA frames come as they arrive.
 pub struct H2Body {
     body: RecvStream,
@@ -51,7 +78,7 @@ pub async fn request(
 ) -> WireResult<(Head, H2Body)> {
     let tcp = super::tcp(address, receive_buffer).await?;
     let tls = crate::tls::handshake(address, tcp, config).await?;
-    let mut builder = h2::client::Builder::new();
+    let mut builder = client();
     if let Some(window) = receive_buffer {
         builder
             .initial_window_size(window)

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
+use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{Accept, TlsAcceptor};
 
@@ -33,11 +34,8 @@ impl<A> Tls<A> {
     }
 }
 
-impl<A: Acceptor> Acceptor for Tls<A>
-where
-    A::Io: Unpin,
-{
-    type Io = Handshaking<A::Io>;
+impl Acceptor for Tls<TcpAcceptor> {
+    type Io = Handshaking<TcpStream>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.inner.local_addr()
@@ -45,6 +43,9 @@ where
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (stream, local, remote, _) = self.inner.accept().await?;
+        // poem leaves Nagle's algorithm on, which holds each small write (a handshake message,
+        // an event) until the one before is ACKed: some 40 ms against a delayed ACK.
+        stream.set_nodelay(true)?;
         let stream = Handshaking::Pending(Box::new(self.tls.accept(stream)));
         Ok((stream, local, remote, Scheme::HTTPS))
     }

@@ -40,6 +40,12 @@ async fn main() {
         listener,
         stopping,
     } = start(sse_core::this_framework!()).await;
+    // Nagle's algorithm holds each small write (a handshake message, an event) until the one
+    // before is ACKed, some 40 ms against a delayed ACK. salvo's `TcpAcceptor` keeps the accepted
+    // socket to itself, so TCP_NODELAY is set on the listener, which Linux copies to each one.
+    socket2::SockRef::from(&listener)
+        .set_tcp_nodelay(true)
+        .expect("TCP_NODELAY on a TCP listener");
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener joins the runtime");
     let acceptor = TcpAcceptor::try_from(listener).expect("bound listener has an address");
     let service = routes(app.clone());

@@ -51,66 +51,15 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
         ..Figures::default()
     };
     let fleet = Fleet::open(&subject, sizes.fanout_clients, Duration::from_secs(60)).await?;
-    let mut rss_peak = subject.sample()?.rss_bytes;
-
-    // Throughput: no timestamps (latency here is only queueing). Several publishers at once,
-    // as a busy service has, so events can arrive faster than one request round trip.
-    let padding = "x".repeat(sizes.payload_bytes);
-    let before = subject.sample()?;
-    let began = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut publishers = JoinSet::new();
-    for _ in 0..PUBLISHERS {
-        let (next, publisher, padding) = (
-            Arc::clone(&next),
-            subject.publisher.clone(),
-            padding.clone(),
-        );
-        let delivered = Arc::clone(&fleet.delivered);
-        let events = sizes.fanout_events;
-        publishers.spawn(async move {
-            let mut first = u64::MAX;
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= events {
-                    return Ok::<u64, String>(first);
-                }
-                let allowed = k.saturating_sub(WINDOW) * clients;
-                let waited = Instant::now();
-                while delivered.load(Ordering::Relaxed) < allowed {
-                    if waited.elapsed() > Duration::from_secs(30) {
-                        return Err(format!("deliveries stalled at event {k}"));
-                    }
-                    // tokio's timer has millisecond resolution.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                first = first.min(publisher.publish("load", &padding).await?);
-            }
-        });
-    }
-    let mut first_id = None;
-    while let Some(joined) = publishers.join_next().await {
-        let first = joined.map_err(|e| e.to_string())??;
-        first_id = Some(first_id.unwrap_or(u64::MAX).min(first));
-    }
-    rss_peak = rss_peak.max(subject.sample()?.rss_bytes);
-    let total = sizes.fanout_events * clients;
-    let complete = fleet.wait_delivered(total, Duration::from_secs(60)).await;
-    let took = began.elapsed();
-    let after = subject.sample()?;
-    rss_peak = rss_peak.max(after.rss_bytes);
-    if !complete {
-        figures.problems.push(format!(
-            "{} of {total} deliveries arrived",
-            fleet.delivered.load(Ordering::Relaxed)
-        ));
-    }
-    figures.deliveries_per_s = total as f64 / took.as_secs_f64();
-    figures.cpu_s_per_million =
-        (after.cpu - before.cpu).as_secs_f64() / (total as f64 / 1_000_000.0);
+    let throughput = back_to_back(&subject, &fleet, sizes).await?;
+    let mut rss_peak = throughput.rss_peak_bytes;
+    let first_id = throughput.first_id;
+    figures.deliveries_per_s = throughput.deliveries_per_s;
+    figures.cpu_s_per_million = throughput.cpu_s_per_million;
+    figures.problems.extend(throughput.problems);
     log(&format!(
-        "  {total} deliveries in {:.1} s: {:.0}/s, {:.2} CPU s per million",
-        took.as_secs_f64(),
+        "  {} deliveries: {:.0}/s, {:.2} CPU s per million",
+        sizes.fanout_events * clients,
         figures.deliveries_per_s,
         figures.cpu_s_per_million
     ));
@@ -178,4 +127,87 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
     ));
     subject.stop().await;
     Ok(figures)
+}
+
+/// What publishing back to back gave.
+pub struct Throughput {
+    pub deliveries_per_s: f64,
+    /// Server CPU (user + system) per million deliveries.
+    pub cpu_s_per_million: f64,
+    /// The first id published.
+    pub first_id: Option<u64>,
+    pub rss_peak_bytes: u64,
+    pub problems: Vec<String>,
+}
+
+/// Publishes `sizes.fanout_events` events back to back to `fleet` (its streams open), with a
+/// bounded window so that no client falls `CLIENT_BUFFER` behind, until every delivery is in.
+pub async fn back_to_back(
+    subject: &Subject,
+    fleet: &Fleet,
+    sizes: &Sizes,
+) -> Result<Throughput, String> {
+    let clients = sizes.fanout_clients as u64;
+    let mut problems = Vec::new();
+    let mut rss_peak = subject.sample()?.rss_bytes;
+
+    // Throughput: no timestamps (latency here is only queueing). Several publishers at once,
+    // as a busy service has, so events can arrive faster than one request round trip.
+    let padding = "x".repeat(sizes.payload_bytes);
+    let before = subject.sample()?;
+    let began = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut publishers = JoinSet::new();
+    for _ in 0..PUBLISHERS {
+        let (next, publisher, padding) = (
+            Arc::clone(&next),
+            subject.publisher.clone(),
+            padding.clone(),
+        );
+        let delivered = Arc::clone(&fleet.delivered);
+        let events = sizes.fanout_events;
+        publishers.spawn(async move {
+            let mut first = u64::MAX;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= events {
+                    return Ok::<u64, String>(first);
+                }
+                let allowed = k.saturating_sub(WINDOW) * clients;
+                let waited = Instant::now();
+                while delivered.load(Ordering::Relaxed) < allowed {
+                    if waited.elapsed() > Duration::from_secs(30) {
+                        return Err(format!("deliveries stalled at event {k}"));
+                    }
+                    // tokio's timer has millisecond resolution.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                first = first.min(publisher.publish("load", &padding).await?);
+            }
+        });
+    }
+    let mut first_id = None;
+    while let Some(joined) = publishers.join_next().await {
+        let first = joined.map_err(|e| e.to_string())??;
+        first_id = Some(first_id.unwrap_or(u64::MAX).min(first));
+    }
+    rss_peak = rss_peak.max(subject.sample()?.rss_bytes);
+    let total = sizes.fanout_events * clients;
+    let complete = fleet.wait_delivered(total, Duration::from_secs(60)).await;
+    let took = began.elapsed();
+    let after = subject.sample()?;
+    rss_peak = rss_peak.max(after.rss_bytes);
+    if !complete {
+        problems.push(format!(
+            "{} of {total} deliveries arrived",
+            fleet.delivered.load(Ordering::Relaxed)
+        ));
+    }
+    Ok(Throughput {
+        deliveries_per_s: total as f64 / took.as_secs_f64(),
+        cpu_s_per_million: (after.cpu - before.cpu).as_secs_f64() / (total as f64 / 1_000_000.0),
+        first_id,
+        rss_peak_bytes: rss_peak,
+        problems,
+    })
 }

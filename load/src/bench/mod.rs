@@ -4,6 +4,7 @@
 pub mod churn;
 pub mod cluster;
 pub mod fanout;
+pub mod h2;
 pub mod streams;
 
 use std::path::Path;
@@ -109,6 +110,9 @@ pub struct Results {
     pub streams: streams::Figures,
     pub fanout: fanout::Figures,
     pub churn: churn::Figures,
+    /// Idle streams and fan-out over HTTPS with HTTP/2 (absent from results of before it).
+    #[serde(default)]
+    pub h2: h2::Figures,
 }
 
 impl Results {
@@ -119,6 +123,7 @@ impl Results {
             ("streams", &self.streams.problems),
             ("fan-out", &self.fanout.problems),
             ("churn", &self.churn.problems),
+            ("HTTP/2", &self.h2.problems),
         ] {
             all.extend(problems.iter().map(|p| format!("{scenario}: {p}")));
         }
@@ -135,11 +140,14 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Re
     let fanout = fanout::run(binary, sizes, log).await?;
     log(&format!("{framework}: churn"));
     let churn = churn::run(binary, sizes, log).await?;
+    log(&format!("{framework}: over HTTPS with HTTP/2"));
+    let h2 = h2::run(binary, sizes, log).await?;
     Ok(Results {
         framework,
         streams,
         fanout,
         churn,
+        h2,
     })
 }
 
