@@ -214,7 +214,9 @@ async fn check_spawned_cluster(
 }
 
 fn print_progress(framework: &str, result: &conformance::report::CheckResult) {
+    let known = conformance::known::explaining(framework, result.name, &result.outcome);
     let verdict = match &result.outcome {
+        Outcome::Fail(why) if known.is_some() => format!("known limitation: {why}"),
         Outcome::Pass => "pass".to_owned(),
         Outcome::Skip(why) => format!("skipped ({why})"),
         Outcome::Fail(why) => format!("FAIL: {why}"),

@@ -118,41 +118,22 @@ impl Stream {
         timeout: Duration,
     ) -> Result<Self, String> {
         tokio::time::timeout(timeout, async {
-            let mut send = connection
-                .clone()
-                .ready()
-                .await
-                .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
             let request = http::Request::get(format!("https://{address}{target}"))
                 .header("accept", "text/event-stream")
                 .body(())
                 .map_err(|e| e.to_string())?;
             let sent = Instant::now();
-            let (response, _) = send
-                .send_request(request, true)
+            let (response, _) = wire::h2::send(connection, request, None)
+                .await
                 .map_err(|e| format!("GET {target}: {e}"))?;
-            let response = response.await.map_err(|e| format!("GET {target}: {e}"))?;
             let (parts, body) = response.into_parts();
-            let head = Head {
-                status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                latency: sent.elapsed(),
-            };
+            let head = wire::h2::head(&parts, sent.elapsed());
             Ok(Self {
                 end: body.is_end_stream().then_some(BodyEnd::Clean),
                 head,
                 source: Source::Http2 {
                     body,
-                    _connection: send,
+                    _connection: connection.clone(),
                 },
                 events: EventScanner::default(),
             })

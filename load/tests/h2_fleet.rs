@@ -20,8 +20,8 @@ async fn streams_sharing_http2_connections_each_get_every_event() {
         .expect("the server starts over HTTPS");
     // 250 streams, 100 to a connection: three connections, the last with 50.
     let clients = 250;
-    let fleet = Fleet::start_h2(subject.address, &subject.transport, clients, 100)
-        .expect("a TLS server");
+    let fleet =
+        Fleet::start_h2(subject.address, &subject.transport, clients, 100).expect("a TLS server");
     assert!(
         fleet.wait_heads(clients, Duration::from_secs(60)).await,
         "not every stream got its head"

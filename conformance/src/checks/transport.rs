@@ -377,24 +377,10 @@ async fn h2_send(
         .uri(format!("https://{address}{path}"))
         .body(())
         .map_err(|e| e.to_string())?;
-    let mut send = send
-        .clone()
-        .ready()
-        .await
-        .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
-    let (response, mut stream) = send
-        .send_request(request, body.is_none())
-        .map_err(|e| format!("cannot send {path} over HTTP/2: {e}"))?;
-    if let Some(body) = body {
-        stream
-            .send_data(bytes::Bytes::copy_from_slice(body.as_bytes()), true)
-            .map_err(|e| format!("cannot send the body of {path}: {e}"))?;
-    }
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
+    let sent = h2_frames::send(send, request, body.map(str::as_bytes));
+    tokio::time::timeout(Duration::from_secs(10), sent)
         .await
         .map_err(|_| format!("no response head to {path} over HTTP/2 within 10 s"))?
-        .map_err(|e| format!("{path} over HTTP/2 failed: {e}"))?;
-    Ok((response, stream))
 }
 
 /// Reads an HTTP/2 body until `done` holds for what came so far, for at most `timeout`.

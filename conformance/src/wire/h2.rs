@@ -40,8 +40,18 @@ pub async fn connect(
     config: Arc<rustls::ClientConfig>,
     builder: &h2::client::Builder,
 ) -> WireResult<(SendRequest<Bytes>, tokio::task::JoinHandle<()>)> {
-    let tls = crate::tls::connect(address, config).await?;
-    let (send, connection) = tokio::time::timeout(Duration::from_secs(5), builder.handshake(tls))
+    handshake(crate::tls::connect(address, config).await?, builder).await
+}
+
+/// The HTTP/2 handshake (within 5 s) on a connection that chose `h2`, and the task driving it.
+pub async fn handshake<S>(
+    io: S,
+    builder: &h2::client::Builder,
+) -> WireResult<(SendRequest<Bytes>, tokio::task::JoinHandle<()>)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = tokio::time::timeout(Duration::from_secs(5), builder.handshake(io))
         .await
         .map_err(|_| "the HTTP/2 handshake took more than 5 s".to_owned())?
         .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
@@ -49,6 +59,51 @@ pub async fn connect(
         let _ = connection.await;
     });
     Ok((send, driver))
+}
+
+/// Sends `request` on the connection (once it can take another stream) with `body` in DATA
+/// frames, and waits for the response head.
+pub async fn send(
+    connection: &SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: Option<&[u8]>,
+) -> WireResult<(http::Response<RecvStream>, SendStream<Bytes>)> {
+    let what = format!("{} {}", request.method(), request.uri().path());
+    let mut ready = connection
+        .clone()
+        .ready()
+        .await
+        .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
+    let (response, mut stream) = ready
+        .send_request(request, body.is_none())
+        .map_err(|e| format!("cannot send {what} over HTTP/2: {e}"))?;
+    if let Some(body) = body {
+        stream
+            .send_data(Bytes::copy_from_slice(body), true)
+            .map_err(|e| format!("cannot send the body of {what}: {e}"))?;
+    }
+    let response = response
+        .await
+        .map_err(|e| format!("{what} over HTTP/2 failed: {e}"))?;
+    Ok((response, stream))
+}
+
+/// A response's status and headers as the raw client's [`Head`], `latency` after the request.
+pub fn head(parts: &http::response::Parts, latency: Duration) -> Head {
+    Head {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        latency,
+    }
 }
 
 /// A request's response being read: the head is in, the DATA frames come as they arrive.
@@ -84,13 +139,7 @@ pub async fn request(
             .initial_window_size(window)
             .initial_connection_window_size(window);
     }
-    let (send, connection) = tokio::time::timeout(Duration::from_secs(5), builder.handshake(tls))
-        .await
-        .map_err(|_| "the HTTP/2 handshake took more than 5 s".to_owned())?
-        .map_err(|e| format!("the HTTP/2 handshake failed: {e}"))?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let (connection, driver) = handshake(tls, &builder).await?;
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("https://{address}{path}"));
@@ -103,26 +152,8 @@ pub async fn request(
         .body(())
         .map_err(|e| format!("cannot make the request {method} {path}: {e}"))?;
     let sent = Instant::now();
-    let answer = tokio::time::timeout(head_timeout, async {
-        let mut send = send
-            .clone()
-            .ready()
-            .await
-            .map_err(|e| format!("the HTTP/2 connection is not ready: {e}"))?;
-        let (response, mut stream) = send
-            .send_request(request, body.is_empty())
-            .map_err(|e| format!("cannot send {method} {path} over HTTP/2: {e}"))?;
-        if !body.is_empty() {
-            stream
-                .send_data(Bytes::copy_from_slice(body), true)
-                .map_err(|e| format!("cannot send the body of {method} {path}: {e}"))?;
-        }
-        let response = response
-            .await
-            .map_err(|e| format!("{method} {path} over HTTP/2 failed: {e}"))?;
-        Ok::<_, String>((response, stream))
-    })
-    .await;
+    let body = (!body.is_empty()).then_some(body);
+    let answer = tokio::time::timeout(head_timeout, send(&connection, request, body)).await;
     let (response, stream) = match answer {
         Ok(Ok(answer)) => answer,
         Ok(Err(error)) => {
@@ -138,26 +169,12 @@ pub async fn request(
         }
     };
     let (parts, body) = response.into_parts();
-    let head = Head {
-        status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        latency: sent.elapsed(),
-    };
     Ok((
-        head,
+        head(&parts, sent.elapsed()),
         H2Body {
             body,
             request: Some(stream),
-            _connection: send,
+            _connection: connection,
             driver,
         },
     ))

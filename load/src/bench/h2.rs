@@ -53,21 +53,13 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
     )?;
     idle.wait_heads(sizes.idle_streams, Duration::from_secs(120))
         .await;
-    if let Err(count) = subject
-        .wait_clients(Duration::from_secs(10), |n| n == sizes.idle_streams as u64)
-        .await
-    {
-        figures.problems.push(format!(
-            "{count} of {} idle HTTP/2 streams counted",
-            sizes.idle_streams
-        ));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_sample = subject.sample()?;
-    figures.rss_per_idle_stream_kib = (idle_sample.rss_bytes.saturating_sub(baseline.rss_bytes))
-        as f64
-        / 1024.0
-        / sizes.idle_streams as f64;
+    figures.rss_per_idle_stream_kib = super::rss_per_idle_stream(
+        &subject,
+        &baseline,
+        sizes.idle_streams,
+        &mut figures.problems,
+    )
+    .await?;
     log(&format!(
         "  {} streams on {} HTTP/2 connections in {:.1} s, {:.2} KiB RSS each",
         sizes.idle_streams,

@@ -151,6 +151,26 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Re
     })
 }
 
+/// Once `streams` idle streams are open: waits until `/health` counts them (a problem when it
+/// does not), lets the allocator and the runtime settle, and gives the server's RSS per stream
+/// above `baseline`, in KiB.
+pub async fn rss_per_idle_stream(
+    subject: &crate::subject::Subject,
+    baseline: &crate::procfs::Sample,
+    streams: usize,
+    problems: &mut Vec<String>,
+) -> Result<f64, String> {
+    if let Err(count) = subject
+        .wait_clients(std::time::Duration::from_secs(10), |n| n == streams as u64)
+        .await
+    {
+        problems.push(format!("{count} of {streams} idle streams counted"));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let idle = subject.sample()?;
+    Ok(idle.rss_bytes.saturating_sub(baseline.rss_bytes) as f64 / 1024.0 / streams as f64)
+}
+
 /// The first few of many problems, and how many there were.
 pub fn summarize(problems: impl IntoIterator<Item = String>) -> Vec<String> {
     let all: Vec<String> = problems.into_iter().collect();

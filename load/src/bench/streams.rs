@@ -46,22 +46,13 @@ pub async fn run(binary: &Path, sizes: &Sizes, log: &impl Fn(&str)) -> Result<Fi
         .await;
     let connect_time = began.elapsed();
     figures.connects_per_s = sizes.idle_streams as f64 / connect_time.as_secs_f64();
-    if let Err(count) = subject
-        .wait_clients(Duration::from_secs(10), |n| n == sizes.idle_streams as u64)
-        .await
-    {
-        figures.problems.push(format!(
-            "{count} of {} idle streams counted",
-            sizes.idle_streams
-        ));
-    }
-    // Let the allocator and the runtime settle before reading memory.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_sample = subject.sample()?;
-    figures.rss_per_idle_stream_kib = (idle_sample.rss_bytes.saturating_sub(baseline.rss_bytes))
-        as f64
-        / 1024.0
-        / sizes.idle_streams as f64;
+    figures.rss_per_idle_stream_kib = super::rss_per_idle_stream(
+        &subject,
+        &baseline,
+        sizes.idle_streams,
+        &mut figures.problems,
+    )
+    .await?;
     log(&format!(
         "  {} streams in {:.1} s, {:.2} KiB RSS each",
         sizes.idle_streams,
