@@ -118,8 +118,8 @@ pub struct H2Body {
 
 /// Opens a connection of its own, sends the request (a body in DATA frames, without a
 /// `Content-Length` unless `headers` give one) and waits for the response head, for at most
-/// `head_timeout` from the request. `window` makes the stream's and the connection's receive
-/// window that small (a client that reads slowly).
+/// `head_timeout` from the request. `receive_buffer` makes the socket's receive buffer and the
+/// stream's and connection's flow-control windows that small (a client that reads slowly).
 #[allow(clippy::too_many_arguments)]
 pub async fn request(
     address: SocketAddr,
