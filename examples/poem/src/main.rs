@@ -46,6 +46,12 @@ async fn main() {
         listener,
         stopping,
     } = start(sse_core::this_framework!()).await;
+    // poem leaves Nagle's algorithm on, which holds each small write (an event, a handshake
+    // message) until the one before is ACKed: some 40 ms against a delayed ACK. Set on the
+    // listener, TCP_NODELAY is copied by Linux to every accepted socket, plain or TLS.
+    socket2::SockRef::from(&listener)
+        .set_tcp_nodelay(true)
+        .expect("TCP_NODELAY on a TCP listener");
     let tcp = TcpAcceptor::from_std(listener).expect("listener joins the runtime");
     // With TLS_CERT/TLS_KEY, a TLS acceptor of our own (`tls.rs` says why not poem's).
     let acceptor = match &app.config.tls {

@@ -43,9 +43,6 @@ impl Acceptor for Tls<TcpAcceptor> {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (stream, local, remote, _) = self.inner.accept().await?;
-        // poem leaves Nagle's algorithm on, which holds each small write (a handshake message,
-        // an event) until the one before is ACKed: some 40 ms against a delayed ACK.
-        stream.set_nodelay(true)?;
         let stream = Handshaking::Pending(Box::new(self.tls.accept(stream)));
         Ok((stream, local, remote, Scheme::HTTPS))
     }
