@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  FRAMEWORKS, SETTINGS, launchBrowser, readCard, sleep, startNginx, startRedis, startServers, stopServers, waitUntil,
+  FRAMEWORKS, SETTINGS, devCert, launchBrowser, readCard, sleep, startNginx, startRedis, startServers, stopServers, waitUntil,
 } from './harness.mjs';
 
 const TEST_TIMEOUT_MS = 45_000;
@@ -135,5 +135,55 @@ test('behind nginx: a card whose instance dies reconnects through nginx to anoth
     await serving.start();
   } finally {
     await viaNginx.close();
+  }
+});
+
+test('behind nginx over HTTPS: the demo page with every card through one address, over HTTP/2, and an event published through it reaching all of them', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  // What scripts/run-all.sh --cluster --tls serves. Over plain HTTP/1.1 six streams to one address
+  // take every connection Chromium opens to a host, and the page's /health and publish requests
+  // wait behind them; over HTTP/2 all of them share one connection.
+  await page.evaluate(() => disconnectAll());
+  const cert = devCert();
+  let tlsNginx;
+  let tlsBrowser;
+  try {
+    tlsNginx = await startNginx(servers, { cert });
+    tlsBrowser = await launchBrowser({ ignoreHTTPSErrors: true });
+    const onPage = tlsBrowser.page;
+    await onPage.goto(`${tlsNginx.base}/?all=${encodeURIComponent(tlsNginx.base)}`, { waitUntil: 'load', timeout: 10_000 });
+    const protocol = await onPage.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol);
+    assert.equal(protocol, 'h2', 'the page comes from nginx over HTTP/2');
+    for (const { key } of FRAMEWORKS) {
+      await waitForCard(onPage, key, (c) => c.state === 'open' && /· \d+ clients?/.test(c.health),
+        'open through nginx, with the /health it fetched through nginx beside its stream', 15_000);
+    }
+    // Every card's stream reached an instance (nginx spreads them round-robin).
+    await waitUntil(async () => {
+      const counts = await Promise.all(servers.map(async (s) => (await (await fetch(`${s.base}/health`)).json()).clients));
+      return counts.reduce((a, b) => a + b, 0) === FRAMEWORKS.length;
+    }, { what: `${FRAMEWORKS.length} streams counted by the instances together` });
+    // A seventh request beside the six streams: a publish through nginx, by the page's form.
+    const data = `through nginx over HTTP/2 ${Date.now()}`;
+    await onPage.getByTestId('publish-event').fill('e2e-cluster-h2');
+    await onPage.getByTestId('publish-mode').selectOption('text');
+    await onPage.getByTestId('publish-target').selectOption(FRAMEWORKS[0].key);
+    await onPage.getByTestId('publish-data').fill(data);
+    await onPage.getByTestId('publish-submit').click();
+    const line = await waitUntil(async () => {
+      const lines = await onPage.evaluate(() => [...document.querySelectorAll('#publish-result li')].map((li) => li.textContent));
+      return lines.length === 1 && !/sending/.test(lines[0]) ? lines[0] : null;
+    }, { what: 'the answer on the publish result line' });
+    const id = line.match(/id (\d+)/)?.[1];
+    assert.ok(id, `accepted with an id: ${line}`);
+    for (const { key } of FRAMEWORKS) {
+      const card = await waitForCard(onPage, key, (c) => c.entries.some((e) => e.data === data), 'shows the event published through nginx');
+      assert.equal(card.entries.find((e) => e.data === data).id, id, `${key} shows it with the id the cluster gave`);
+      assertConsecutive(ids(card), `${key} through nginx over HTTP/2`);
+    }
+    t.diagnostic(`six streams, /health and a publish over one HTTP/2 connection to nginx; the event got id ${id}`);
+  } finally {
+    await tlsBrowser?.close();
+    await tlsNginx?.stop();
+    cert.remove();
   }
 });

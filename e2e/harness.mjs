@@ -245,18 +245,22 @@ export async function startRedis() {
   return redis;
 }
 
-/** Debian's nginx on a free port of 127.0.0.1 in front of `servers`, with scripts/nginx/'s config. */
-export async function startNginx(servers) {
+/**
+ * Debian's nginx on a free port of 127.0.0.1 in front of `servers`, with scripts/nginx/'s config;
+ * with `cert` (from devCert()), over HTTPS with HTTP/2 (the servers behind it stay plain HTTP).
+ */
+export async function startNginx(servers, { cert } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'sse-e2e-nginx-'));
   profiles.add(dir);
+  const tls = cert ? ['--tls', cert.env.TLS_CERT, cert.env.TLS_KEY] : [];
   const conf = execFileSync('bash', [join(REPO_DIR, 'scripts', 'nginx', 'render.sh'), dir, String(port),
-    ...servers.map((s) => `${HOST}:${s.port}`)]).toString().trim();
+    ...tls, ...servers.map((s) => `${HOST}:${s.port}`)]).toString().trim();
   const nginx = new Helper('nginx', process.env.NGINX || 'nginx', ['-p', dir, '-c', conf]);
   await nginx.spawned;
   await waitForPort(port, 'nginx');
   nginx.port = port;
-  nginx.base = `http://${HOST}:${port}`;
+  nginx.base = `${cert ? 'https' : 'http'}://${HOST}:${port}`;
   const stop = nginx.stop.bind(nginx);
   nginx.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); profiles.delete(dir); };
   return nginx;

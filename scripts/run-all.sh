@@ -15,6 +15,11 @@
 # serves all six over HTTPS (HTTP/2 and HTTP/1.1) with the development certificate of
 # scripts/dev-cert.sh (made in target/dev-cert if it is not there): open
 # https://127.0.0.1:3001/ in a browser that trusts target/dev-cert/ca.pem.
+#
+#   scripts/run-all.sh --cluster --tls
+# the cluster with nginx serving HTTPS and HTTP/2 on port 3000 (the instances behind it stay plain
+# HTTP): the demo page with all six cards through nginx needs it, since over HTTP/1.1 a browser's
+# six connections to one host are all taken by the six streams, and /health and publishing wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +29,10 @@ for argument in "$@"; do
   case "$argument" in
     --cluster) cluster=true ;;
     --tls) tls=true ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: scripts/run-all.sh [--cluster | --tls]" >&2; exit 2 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "usage: scripts/run-all.sh [--cluster] [--tls]" >&2; exit 2 ;;
   esac
 done
-if $cluster && $tls; then
-  echo "--cluster and --tls together are not supported yet (nginx would need the certificate too)" >&2
-  exit 2
-fi
 
 source scripts/examples.sh
 echo "building ${packages[*]} …"
@@ -76,7 +77,8 @@ fi
 
 if $tls; then
   [ -f target/dev-cert/cert.pem ] || cargo run --quiet -p dev-cert -- --out target/dev-cert
-  export TLS_CERT=target/dev-cert/cert.pem TLS_KEY=target/dev-cert/key.pem
+  # In a cluster, nginx terminates TLS and the instances behind it stay plain HTTP.
+  $cluster || export TLS_CERT=target/dev-cert/cert.pem TLS_KEY=target/dev-cert/key.pem
 fi
 
 target_dir=$(target_dir)
@@ -87,7 +89,9 @@ for package in "${packages[@]}"; do
 done
 
 if $cluster; then
-  conf=$(scripts/nginx/render.sh "$work/nginx" "$nginx_port" "${upstreams[@]}")
+  nginx_tls=()
+  $tls && nginx_tls=(--tls target/dev-cert/cert.pem target/dev-cert/key.pem)
+  conf=$(scripts/nginx/render.sh "$work/nginx" "$nginx_port" "${nginx_tls[@]}" "${upstreams[@]}")
   run nginx nginx -p "$work/nginx" -c "$conf"
 fi
 
@@ -95,12 +99,20 @@ sleep 1
 echo
 echo "Each server's address is in its 'listening on' line above; every one serves the demo page"
 echo "at / (each card connects to its own server). Ctrl-C stops them all."
-if $tls; then
+if $tls && ! $cluster; then
   echo "Over HTTPS: https://127.0.0.1:3001/ in a browser that trusts target/dev-cert/ca.pem."
 fi
 if $cluster; then
   echo "One cluster on $EVENT_LOG (redis pid $redis_pid): the same ids in every card."
-  echo "Behind nginx, round-robin: http://127.0.0.1:$nginx_port/ (all six as one server;"
-  echo "  the demo page with every card through it: http://127.0.0.1:$nginx_port/?all=http://127.0.0.1:$nginx_port)."
+  if $tls; then
+    nginx_url="https://127.0.0.1:$nginx_port"
+    echo "Behind nginx, round-robin, over HTTPS and HTTP/2: $nginx_url/ (all six as one server;"
+    echo "  the demo page with every card through it: $nginx_url/?all=$nginx_url"
+    echo "  in a browser that trusts target/dev-cert/ca.pem)."
+  else
+    nginx_url="http://127.0.0.1:$nginx_port"
+    echo "Behind nginx, round-robin: $nginx_url/ (all six as one server). Over plain HTTP/1.1 a"
+    echo "  browser opens six connections to it at most: put every card through it with --tls."
+  fi
 fi
 wait
