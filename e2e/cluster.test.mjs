@@ -46,6 +46,25 @@ function ids(card) {
   return card.entries.filter((e) => e.id !== '').map((e) => Number(e.id)).reverse();
 }
 
+/**
+ * Publishes a text event to one server through the page's form and returns the id the answer
+ * line gives (failing unless the server accepted it).
+ */
+async function publishFromPage(onPage, { event, target, data }) {
+  await onPage.getByTestId('publish-event').fill(event);
+  await onPage.getByTestId('publish-mode').selectOption('text');
+  await onPage.getByTestId('publish-target').selectOption(target);
+  await onPage.getByTestId('publish-data').fill(data);
+  await onPage.getByTestId('publish-submit').click();
+  const line = await waitUntil(async () => {
+    const lines = await onPage.evaluate(() => [...document.querySelectorAll('#publish-result li')].map((li) => li.textContent));
+    return lines.length === 1 && !/sending/.test(lines[0]) ? lines[0] : null;
+  }, { what: `the answer on the publish result line (published to ${target})` });
+  const id = line.match(/id (\d+)/)?.[1];
+  assert.ok(id, `accepted with an id: ${line}`);
+  return id;
+}
+
 /** Fails unless `list` counts up by exactly one. */
 function assertConsecutive(list, what) {
   for (let i = 1; i < list.length; i++) {
@@ -57,17 +76,7 @@ test('one cluster: every card shows the same ids, and an event published to one 
   for (const { key } of FRAMEWORKS) await waitForCard(page, key, (c) => c.state === 'open' && c.lastId >= 3, 'open with last id ≥ 3');
   // Published to rocket only, through the page's form.
   const data = `to rocket alone ${Date.now()}`;
-  await page.getByTestId('publish-event').fill('e2e-cluster');
-  await page.getByTestId('publish-mode').selectOption('text');
-  await page.getByTestId('publish-target').selectOption('rocket');
-  await page.getByTestId('publish-data').fill(data);
-  await page.getByTestId('publish-submit').click();
-  const line = await waitUntil(async () => {
-    const lines = await page.evaluate(() => [...document.querySelectorAll('#publish-result li')].map((li) => li.textContent));
-    return lines.length === 1 && !/sending/.test(lines[0]) ? lines[0] : null;
-  }, { what: 'the answer on the publish result line' });
-  const id = line.match(/id (\d+)/)?.[1];
-  assert.ok(id, `accepted with an id: ${line}`);
+  const id = await publishFromPage(page, { event: 'e2e-cluster', target: 'rocket', data });
   const seen = {};
   for (const { key } of FRAMEWORKS) {
     // Each card shows only what came after it connected, which may be a single tick before the
@@ -164,17 +173,7 @@ test('behind nginx over HTTPS: the demo page with every card through one address
     }, { what: `${FRAMEWORKS.length} streams counted by the instances together` });
     // A seventh request beside the six streams: a publish through nginx, by the page's form.
     const data = `through nginx over HTTP/2 ${Date.now()}`;
-    await onPage.getByTestId('publish-event').fill('e2e-cluster-h2');
-    await onPage.getByTestId('publish-mode').selectOption('text');
-    await onPage.getByTestId('publish-target').selectOption(FRAMEWORKS[0].key);
-    await onPage.getByTestId('publish-data').fill(data);
-    await onPage.getByTestId('publish-submit').click();
-    const line = await waitUntil(async () => {
-      const lines = await onPage.evaluate(() => [...document.querySelectorAll('#publish-result li')].map((li) => li.textContent));
-      return lines.length === 1 && !/sending/.test(lines[0]) ? lines[0] : null;
-    }, { what: 'the answer on the publish result line' });
-    const id = line.match(/id (\d+)/)?.[1];
-    assert.ok(id, `accepted with an id: ${line}`);
+    const id = await publishFromPage(onPage, { event: 'e2e-cluster-h2', target: FRAMEWORKS[0].key, data });
     for (const { key } of FRAMEWORKS) {
       const card = await waitForCard(onPage, key, (c) => c.entries.some((e) => e.data === data), 'shows the event published through nginx');
       assert.equal(card.entries.find((e) => e.data === data).id, id, `${key} shows it with the id the cluster gave`);
