@@ -76,9 +76,10 @@ if $cluster; then
 fi
 
 if $tls; then
-  [ -f target/dev-cert/cert.pem ] || cargo run --quiet -p dev-cert -- --out target/dev-cert
+  cert=target/dev-cert/cert.pem key=target/dev-cert/key.pem
+  [ -f "$cert" ] || cargo run --quiet -p dev-cert -- --out target/dev-cert
   # In a cluster, nginx terminates TLS and the instances behind it stay plain HTTP.
-  $cluster || export TLS_CERT=target/dev-cert/cert.pem TLS_KEY=target/dev-cert/key.pem
+  $cluster || export TLS_CERT="$cert" TLS_KEY="$key"
 fi
 
 target_dir=$(target_dir)
@@ -90,7 +91,7 @@ done
 
 if $cluster; then
   nginx_tls=()
-  $tls && nginx_tls=(--tls target/dev-cert/cert.pem target/dev-cert/key.pem)
+  $tls && nginx_tls=(--tls "$cert" "$key")
   conf=$(scripts/nginx/render.sh "$work/nginx" "$nginx_port" "${nginx_tls[@]}" "${upstreams[@]}")
   run nginx nginx -p "$work/nginx" -c "$conf"
 fi

@@ -9,6 +9,9 @@ shift 2
 listen="        listen 127.0.0.1:$port;"
 if [ "${1:-}" = "--tls" ]; then
   [ $# -ge 3 ] || { echo "render.sh: --tls needs CERT and KEY" >&2; exit 2; }
+  for file in "$2" "$3"; do
+    [ -r "$file" ] || { echo "render.sh: --tls: cannot read $file" >&2; exit 2; }
+  done
   cert=$(realpath "$2") key=$(realpath "$3")
   shift 3
   # "listen … http2" is how nginx before 1.25.1 (Debian 12 has 1.22) turns HTTP/2 on; later ones
