@@ -39,8 +39,11 @@ const consoleErrors = [];
 const allowances = [];
 
 // Chromium logs every failed request as "Failed to load resource: …" with the request's URL. These
-// are the failures of an /events request to a server that is going down or not up yet.
-const DOWN_TEXT = /^Failed to load resource: (net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)|the server responded with a status of 503 \(Service Unavailable\))$/;
+// are the failures of a request to a server that is going down or not up yet. SOCKET_NOT_CONNECTED
+// is a connection the kernel accepted into the listen backlog and reset when the server closed its
+// listener, before Chromium could ask for the peer's address (ENOTCONN; seen once in CI, on
+// actix-web's /health poll while it shut down).
+const DOWN_TEXT = /^Failed to load resource: (net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|SOCKET_NOT_CONNECTED)|the server responded with a status of 503 \(Service Unavailable\))$/;
 const REJECTED_TEXT = /^Failed to load resource: the server responded with a status of 400 \(Bad Request\)$/;
 
 function allow({ port, path, text, max = Infinity }) {
